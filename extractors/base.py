@@ -1,0 +1,162 @@
+"""The extractor interface (name, version, config, extract) and the registry of extractors."""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Sequence, TypeVar
+
+import torch
+
+from pipeline.config import ConfigBase, ConfigError
+from pipeline.media import MediaConfig, MediaInfo
+
+
+@dataclass
+class MediaItem:
+    """One input file handed to extractors: its path, content hash, probe result and side inputs."""
+
+    path: str
+    media_hash: str
+    info: MediaInfo
+    extras: dict[str, Any] = field(default_factory=dict)   # e.g. a transcript from a label file
+
+
+@dataclass
+class Features:
+    """One item's output: named tensors plus JSON-serialisable metadata (shapes, rates, names...)."""
+
+    tensors: dict[str, torch.Tensor]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class FeatureUnavailable(Exception):
+    """The source lacks what this extractor needs (no audio stream, no face, no speech): a cached fact."""
+
+
+class ExtractionFailed(Exception):
+    """The extractor could not process this item (corrupt data, decoder error): retried on re-run."""
+
+
+E = TypeVar("E", bound="Extractor")
+
+
+class Extractor(ABC):
+    """Base class: subclasses set name/version/modality/Config and implement `extract`."""
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+    modality: ClassVar[str]                      # "audio" | "visual" | "text"
+    Config: ClassVar[type[ConfigBase]]
+    requires: ClassVar[frozenset[str]] = frozenset()   # "audio" and/or "video" streams
+    depends_on: ClassVar[tuple[str, ...]] = ()   # other extractors whose cached output this one reads
+
+    def __init__(self, config: ConfigBase | None = None, media: MediaConfig | None = None,
+                 device: str | torch.device = "cpu") -> None:
+        self.config = config if config is not None else self.Config()
+        self.media = media if media is not None else MediaConfig()
+        self.device = torch.device(device)
+
+    def cache_config(self) -> dict[str, Any]:
+        """Everything that changes this extractor's output, for the cache key."""
+        return {"extractor": self.config.to_dict(), "media": self.media_settings()}
+
+    def media_settings(self) -> dict[str, Any]:
+        """The media settings this extractor's output depends on (override to narrow)."""
+        return self.media.to_dict()
+
+    def missing_reason(self, item: MediaItem) -> str | None:
+        """Why this item cannot have these features at all (checked before decoding), or None."""
+        if "audio" in self.requires and not item.info.has_audio:
+            return "no audio stream"
+        if "video" in self.requires and not item.info.has_video:
+            return "no video stream"
+        return None
+
+    @abstractmethod
+    def extract(self, batch: Sequence[MediaItem]) -> list[Features | Exception]:
+        """Compute features for a batch; element i is item i's Features or the exception it raised."""
+
+
+_REGISTRY: dict[str, type[Extractor]] = {}
+
+
+def register_extractor(cls: type[E]) -> type[E]:
+    """Class decorator: make an extractor available by its name."""
+    for attr in ("name", "version", "modality", "Config"):
+        if not hasattr(cls, attr):
+            raise TypeError(f"extractor {cls.__name__} must define {attr}")
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise ValueError(f"extractor name {cls.name!r} is registered twice")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def registry() -> dict[str, type[Extractor]]:
+    """All registered extractors by name (importing the built-in modules first)."""
+    import extractors  # noqa: F401  (registers the built-ins)
+
+    return dict(_REGISTRY)
+
+
+def get_extractor_class(name: str) -> type[Extractor]:
+    """The extractor class registered under `name`, or a ConfigError listing the known names."""
+    reg = registry()
+    if name not in reg:
+        raise ConfigError(f"unknown extractor {name!r}; known: {', '.join(sorted(reg))}")
+    return reg[name]
+
+
+def build_extractor(name: str, options: dict[str, Any] | None, media: MediaConfig,
+                    device: str | torch.device = "cpu") -> Extractor:
+    """Instantiate a registered extractor from its option dict."""
+    cls = get_extractor_class(name)
+    config = cls.Config.from_dict(options or {}, where=f"extractors.{name}")
+    return cls(config=config, media=media, device=device)
+
+
+def fit_sequence(x: torch.Tensor, length: int, mode: str = "pool") -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Fit a (T, D) sequence to `length` steps: pad (mask 0) or shorten by 'truncate' or 'pool'.
+
+    Returns (fixed [length, D], mask [length] in {0,1}, true length T before fitting).
+    """
+    if x.dim() != 2:
+        raise ValueError(f"fit_sequence expects (T, D), got shape {tuple(x.shape)}")
+    t, d = x.shape
+    mask = torch.zeros(length, dtype=torch.float32)
+    if t == 0:
+        return torch.zeros(length, d, dtype=x.dtype), mask, 0
+    if t > length:
+        if mode == "truncate":
+            fixed = x[:length]
+        elif mode == "pool":
+            fixed = torch.nn.functional.adaptive_avg_pool1d(x.T.unsqueeze(0).float(), length)[0].T.to(x.dtype)
+        else:
+            raise ConfigError(f"sequence fit mode must be 'truncate' or 'pool', got {mode!r}")
+        mask[:] = 1.0
+        return fixed.contiguous(), mask, t
+    fixed = torch.zeros(length, d, dtype=x.dtype)
+    fixed[:t] = x
+    mask[:t] = 1.0
+    return fixed, mask, t
+
+
+def sequence_features(x: torch.Tensor, times: torch.Tensor, length: int, mode: str) -> dict[str, torch.Tensor]:
+    """The standard tensor set of a sequence extractor: full-rate, fixed-length, mask and length."""
+    fixed, mask, true_len = fit_sequence(x, length, mode)
+    return {
+        "sequence": x.contiguous(),
+        "times": times.to(torch.float64).contiguous(),
+        "fixed": fixed,
+        "mask": mask,
+        "length": torch.tensor([true_len], dtype=torch.int64),
+    }
+
+
+def config_fields(cls: type[ConfigBase]) -> list[str]:
+    """Names of a config dataclass's fields (for help texts)."""
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+ExtractorFactory = Callable[..., Extractor]

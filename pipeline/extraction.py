@@ -1,0 +1,274 @@
+"""Run the configured extractors over media files into the feature cache, one bad file never stopping a batch."""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import torch
+from tqdm import tqdm
+
+from extractors.base import (Extractor, Features, FeatureUnavailable, MediaItem, build_extractor,
+                             get_extractor_class)
+from pipeline.cache import STATUS_MISSING, CacheError, FeatureCache, feature_key, hash_file
+from pipeline.media import MEDIA_EXTENSIONS, MediaError, probe
+from pipeline.settings import SentiFlowConfig
+
+DONE, CACHED, FAILED = "done", "cached", "failed"
+
+
+@dataclass
+class ItemOutcome:
+    """What happened to one input: status, content hash, per-extractor results and reasons."""
+
+    path: str
+    status: str = FAILED
+    media_hash: str = ""
+    reason: str = ""
+    extractors: dict[str, str] = field(default_factory=dict)   # name -> done|cached|missing: why|failed: why
+    keys: dict[str, str] = field(default_factory=dict)          # name -> cache key
+    seconds: float = 0.0
+    duration: float = 0.0
+    new_entries: int = 0                                        # entries this run wrote (ok or missing)
+
+    def notes(self) -> str:
+        """Short human summary of missing/failed modalities."""
+        parts = [f"{n}: {s}" for n, s in self.extractors.items() if s.startswith(("missing", "failed"))]
+        return "; ".join(parts)
+
+
+@dataclass
+class ExtractionSummary:
+    """All outcomes of one extraction run."""
+
+    items: list[ItemOutcome] = field(default_factory=list)
+    extractors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def count(self, status: str) -> int:
+        """How many items ended with `status`."""
+        return sum(1 for i in self.items if i.status == status)
+
+    @property
+    def any_succeeded(self) -> bool:
+        """True when at least one input produced or reused features."""
+        return any(i.status in (DONE, CACHED) for i in self.items)
+
+    def table(self) -> str:
+        """A fixed-width table of every item and a totals line."""
+        rows = [("status", "file", "notes")]
+        for it in self.items:
+            rows.append((it.status, _short(it.path), it.reason or it.notes()))
+        w0 = max(len(r[0]) for r in rows)
+        w1 = min(60, max(len(r[1]) for r in rows))
+        lines = [f"{a:<{w0}}  {b:<{w1}}  {c}" for a, b, c in rows]
+        lines.append(f"{self.count(DONE)} done, {self.count(CACHED)} cached, {self.count(FAILED)} failed "
+                     f"of {len(self.items)} in {self.seconds:.1f} s")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form."""
+        return {"seconds": self.seconds, "extractors": self.extractors,
+                "items": [vars(i) for i in self.items]}
+
+
+def _short(path: str) -> str:
+    return path if len(path) <= 60 else "..." + path[-57:]
+
+
+def discover_media(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[ItemOutcome]]:
+    """Expand files and folders into media files; missing paths become failed outcomes."""
+    found: list[Path] = []
+    missing: list[ItemOutcome] = []
+    seen: set[str] = set()
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            for root, dirs, files in os.walk(p, followlinks=False):
+                dirs.sort()
+                for name in sorted(files):
+                    f = Path(root) / name
+                    if f.suffix.lower() in MEDIA_EXTENSIONS and str(f) not in seen:
+                        seen.add(str(f))
+                        found.append(f)
+        elif p.exists() or p.is_symlink():
+            if str(p) not in seen:
+                seen.add(str(p))
+                found.append(p)
+        else:
+            missing.append(ItemOutcome(path=str(p), reason="no such file or directory"))
+    return found, missing
+
+
+class ExtractionRunner:
+    """Holds built extractors and a cache; `run` processes paths batch by batch."""
+
+    def __init__(self, config: SentiFlowConfig, cache: FeatureCache, device: str | torch.device = "cpu",
+                 only: Sequence[str] | None = None) -> None:
+        self.config = config
+        self.cache = cache
+        names = list(only) if only else list(config.extraction.extractors)
+        for n in names:
+            get_extractor_class(n)  # fail fast on an unknown name
+        self.extractors: list[Extractor] = [
+            build_extractor(n, config.extraction.options.get(n), config.media, device) for n in _dep_order(names)]
+
+    def key_for(self, extractor: Extractor, media_hash: str) -> str:
+        """The cache key of `extractor`'s output for the given media."""
+        return feature_key(media_hash, extractor.name, extractor.version, extractor.cache_config())
+
+    def run(self, paths: Iterable[str | os.PathLike], progress: bool = True,
+            extras: dict[str, dict[str, Any]] | None = None,
+            on_item: Callable[[ItemOutcome], None] | None = None) -> ExtractionSummary:
+        """Extract features for every media file under `paths` into the cache."""
+        start = time.perf_counter()
+        self.cache.check_writable()
+        files, outcomes = discover_media(paths)
+        summary = ExtractionSummary(items=list(outcomes), extractors=[e.name for e in self.extractors])
+        for o in outcomes:
+            self.cache.log_failure({"path": o.path, "extractor": None, "reason": o.reason})
+        bs = max(1, self.config.extraction.batch_size)
+        bar = tqdm(total=len(files), unit="file", desc="extract", disable=not progress, dynamic_ncols=True)
+        for b in range(0, len(files), bs):
+            chunk = files[b: b + bs]
+            results = self._run_batch(chunk, extras or {})
+            summary.items.extend(results)
+            for r in results:
+                if on_item:
+                    on_item(r)
+            bar.update(len(chunk))
+            bar.set_postfix(failed=sum(1 for i in summary.items if i.status == FAILED))
+        bar.close()
+        summary.seconds = time.perf_counter() - start
+        return summary
+
+    def _prepare(self, path: Path, extras: dict[str, dict[str, Any]]) -> tuple[MediaItem | None, ItemOutcome]:
+        outcome = ItemOutcome(path=str(path))
+        try:
+            info = probe(path)
+            media_hash = hash_file(path)
+        except MediaError as exc:
+            outcome.reason = str(exc)
+            return None, outcome
+        except OSError as exc:
+            outcome.reason = f"{path}: cannot read ({exc.strerror or exc})"
+            return None, outcome
+        outcome.media_hash = media_hash
+        outcome.duration = info.duration
+        if info.duration < self.config.media.min_duration_seconds and info.duration > 0:
+            pass  # very short media still gets whatever its extractors can make of it
+        self.cache.put_media_record(media_hash, {"sources": [str(path.resolve())], "probe": info.to_dict()})
+        return MediaItem(path=str(path), media_hash=media_hash, info=info,
+                         extras=dict(extras.get(str(path), {}))), outcome
+
+    def _run_batch(self, paths: list[Path], extras: dict[str, dict[str, Any]]) -> list[ItemOutcome]:
+        t0 = time.perf_counter()
+        prepared = [self._prepare(p, extras) for p in paths]
+        items = [(it, out) for it, out in prepared if it is not None]
+        for extractor in self.extractors:
+            todo: list[tuple[MediaItem, ItemOutcome, str]] = []
+            for item, out in items:
+                key = self.key_for(extractor, item.media_hash)
+                out.keys[extractor.name] = key
+                entry = self.cache.get(key)
+                if entry is not None:
+                    out.extractors[extractor.name] = (CACHED if entry.status != STATUS_MISSING
+                                                      else f"missing: {entry.meta.get('reason', '')}")
+                    continue
+                why = extractor.missing_reason(item)
+                if why:
+                    self._store_missing(extractor, item, key, why)
+                    out.extractors[extractor.name] = f"missing: {why}"
+                    out.new_entries += 1
+                    continue
+                for dep in extractor.depends_on:
+                    dep_key = out.keys.get(dep)
+                    item.extras.setdefault("upstream", {})[dep] = self.cache.get(dep_key) if dep_key else None
+                todo.append((item, out, key))
+            if todo:
+                self._extract(extractor, todo)
+        for _, out in items:
+            states = list(out.extractors.values())
+            if states and all(s.startswith("failed") for s in states):
+                out.status, out.reason = FAILED, "every extractor failed: " + out.notes()
+            elif out.new_entries:
+                out.status = DONE
+            elif states:
+                out.status = CACHED
+            else:
+                out.status = DONE
+        dt = (time.perf_counter() - t0) / max(1, len(paths))
+        for _, out in prepared:
+            out.seconds = dt
+            if out.status == FAILED:
+                self.cache.log_failure({"path": out.path, "media_hash": out.media_hash, "extractor": None,
+                                        "reason": out.reason})
+        return [out for _, out in prepared]
+
+    def _extract(self, extractor: Extractor, todo: list[tuple[MediaItem, ItemOutcome, str]]) -> None:
+        batch = [t[0] for t in todo]
+        try:
+            results: list[Features | Exception] = extractor.extract(batch)
+        except Exception:  # noqa: BLE001 - isolate the bad item by retrying one at a time
+            if len(batch) == 1:
+                results = [_as_failure()]
+            else:
+                results = []
+                for item in batch:
+                    try:
+                        results.extend(extractor.extract([item]))
+                    except Exception:  # noqa: BLE001
+                        results.append(_as_failure())
+        for (item, out, key), res in zip(todo, results):
+            if isinstance(res, Features):
+                meta = {"extractor": extractor.name, "version": extractor.version, "modality": extractor.modality,
+                        "config": extractor.cache_config(), "media_hash": item.media_hash, "source": item.path,
+                        **res.meta}
+                try:
+                    self.cache.put(key, res.tensors, meta)
+                    out.extractors[extractor.name] = DONE
+                    out.new_entries += 1
+                except CacheError as exc:
+                    out.extractors[extractor.name] = f"failed: {exc}"
+            elif isinstance(res, FeatureUnavailable):
+                self._store_missing(extractor, item, key, str(res))
+                out.extractors[extractor.name] = f"missing: {res}"
+                out.new_entries += 1
+            else:
+                reason = str(res) or type(res).__name__
+                out.extractors[extractor.name] = f"failed: {reason}"
+                self.cache.log_failure({"path": item.path, "media_hash": item.media_hash,
+                                        "extractor": extractor.name, "reason": reason})
+
+    def _store_missing(self, extractor: Extractor, item: MediaItem, key: str, why: str) -> None:
+        meta = {"extractor": extractor.name, "version": extractor.version, "modality": extractor.modality,
+                "config": extractor.cache_config(), "media_hash": item.media_hash, "source": item.path,
+                "reason": why}
+        self.cache.put(key, {}, meta, status=STATUS_MISSING)
+
+
+def _as_failure() -> Exception:
+    tb = traceback.format_exc(limit=2).strip().splitlines()
+    return RuntimeError(tb[-1] if tb else "extractor crashed")
+
+
+def _dep_order(names: list[str]) -> list[str]:
+    """Order extractor names so each comes after the extractors it depends on."""
+    ordered: list[str] = []
+
+    def visit(n: str, stack: tuple[str, ...]) -> None:
+        if n in ordered:
+            return
+        if n in stack:
+            raise ValueError(f"extractor dependency cycle: {' -> '.join(stack + (n,))}")
+        for dep in get_extractor_class(n).depends_on:
+            visit(dep, stack + (n,))
+        ordered.append(n)
+
+    for n in names:
+        visit(n, ())
+    return ordered

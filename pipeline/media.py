@@ -1,0 +1,255 @@
+"""Media ingest: probe a file, stream frames at a fixed rate and audio at a fixed sample rate (PyAV/FFmpeg)."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import av
+import numpy as np
+
+from pipeline.config import ConfigBase
+
+MEDIA_EXTENSIONS = frozenset(
+    {".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".flv", ".mpg", ".mpeg", ".wmv", ".3gp",
+     ".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".opus"}
+)
+
+
+class MediaError(Exception):
+    """A media file cannot be read; the message says which file and why."""
+
+
+@dataclass
+class MediaConfig(ConfigBase):
+    """How media is decoded before feature extraction (VAE-AMDT samples frames at 8 fps)."""
+
+    video_fps: float = 8.0
+    audio_sample_rate: int = 44100
+    speech_sample_rate: int = 16000
+    max_frame_side: int = 1280          # frames are resized so their longer side is at most this (4K safety)
+    audio_chunk_seconds: float = 30.0   # audio is decoded and processed in chunks of this length
+    frame_chunk_size: int = 64          # frames are yielded in chunks of this many
+    min_duration_seconds: float = 0.05  # shorter media is refused as empty
+
+
+@dataclass
+class MediaInfo:
+    """What ffmpeg says about a file: duration, streams, frame rate, rotation."""
+
+    path: str
+    size_bytes: int
+    duration: float
+    container: str
+    has_video: bool
+    has_audio: bool
+    width: int = 0
+    height: int = 0
+    fps: float = 0.0
+    rotation: int = 0
+    video_codec: str = ""
+    n_frames: int = 0
+    audio_codec: str = ""
+    audio_sample_rate: int = 0
+    audio_channels: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON metadata."""
+        return asdict(self)
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        """(width, height) after honouring the rotation metadata."""
+        if self.rotation % 180:
+            return self.height, self.width
+        return self.width, self.height
+
+
+def _open(path: Path) -> av.container.InputContainer:
+    if not path.exists():
+        raise MediaError(f"{path}: no such file")
+    if path.is_dir():
+        raise MediaError(f"{path}: is a directory, not a media file")
+    if path.stat().st_size == 0:
+        raise MediaError(f"{path}: file is empty (0 bytes)")
+    try:
+        return av.open(str(path), metadata_errors="ignore")
+    except (av.error.FFmpegError, UnicodeDecodeError) as exc:
+        raise MediaError(f"{path}: not a readable media file ({_reason(exc)})") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.replace(os.linesep, " ")[:300]
+
+
+def _stream_rotation(stream: Any) -> int:
+    """Rotation in degrees clockwise needed to display the stream upright (0/90/180/270)."""
+    angle = 0.0
+    meta = dict(stream.metadata or {})
+    if "rotate" in meta:
+        try:
+            angle = float(meta["rotate"])
+        except ValueError:
+            angle = 0.0
+    return int(round(angle / 90.0)) * 90 % 360
+
+
+def probe(path: str | os.PathLike) -> MediaInfo:
+    """Read a file's container and stream facts; raise MediaError with the reason if unreadable."""
+    path = Path(path)
+    with _open(path) as container:
+        video = container.streams.video[0] if container.streams.video else None
+        audio = container.streams.audio[0] if container.streams.audio else None
+        if video is None and audio is None:
+            raise MediaError(f"{path}: has neither a video nor an audio stream")
+        duration = 0.0
+        if container.duration is not None:
+            duration = container.duration / av.time_base
+        for s in (video, audio):
+            if s is not None and s.duration is not None and s.time_base is not None:
+                duration = max(duration, float(s.duration * s.time_base))
+        info = MediaInfo(
+            path=str(path), size_bytes=path.stat().st_size, duration=float(duration),
+            container=container.format.name, has_video=video is not None, has_audio=audio is not None,
+        )
+        if video is not None:
+            ctx = video.codec_context
+            info.width, info.height = int(ctx.width or 0), int(ctx.height or 0)
+            rate = video.average_rate or video.guessed_rate or video.base_rate
+            info.fps = float(rate) if rate else 0.0
+            info.video_codec = ctx.name or ""
+            info.n_frames = int(video.frames or 0)
+            info.rotation = _frame_rotation_from_first(container, video)
+            if info.width == 0 or info.height == 0:
+                raise MediaError(f"{path}: video stream has no frame size (corrupt header?)")
+        if audio is not None:
+            ctx = audio.codec_context
+            info.audio_codec = ctx.name or ""
+            info.audio_sample_rate = int(ctx.sample_rate or 0)
+            info.audio_channels = int(ctx.channels or 0)
+    return info
+
+
+def _frame_rotation_from_first(container: Any, video: Any) -> int:
+    """Rotation from stream metadata, else from the first decoded frame's display matrix."""
+    rot = _stream_rotation(video)
+    if rot:
+        return rot
+    try:
+        for frame in container.decode(video=0):
+            r = getattr(frame, "rotation", 0) or 0
+            # PyAV reports the display-matrix angle counter-clockwise; display needs the inverse.
+            return int(round(-float(r) / 90.0)) * 90 % 360
+    except av.error.FFmpegError:
+        return 0
+    return 0
+
+
+def _resize_shape(width: int, height: int, max_side: int) -> tuple[int, int]:
+    scale = min(1.0, max_side / max(width, height)) if max_side > 0 else 1.0
+    w = max(2, int(round(width * scale / 2)) * 2)
+    h = max(2, int(round(height * scale / 2)) * 2)
+    return w, h
+
+
+def iter_frames(
+    path: str | os.PathLike, fps: float = 8.0, max_side: int = 1280, chunk_size: int = 64,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield (frames uint8 [N,H,W,3] RGB upright, times [N] seconds) sampled at `fps`, N <= chunk_size."""
+    path = Path(path)
+    with _open(path) as container:
+        if not container.streams.video:
+            raise MediaError(f"{path}: has no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        ctx = stream.codec_context
+        rotation = None
+        w, h = _resize_shape(int(ctx.width or 0), int(ctx.height or 0), max_side)
+        step = 1.0 / fps
+        next_t = 0.0
+        buf: list[np.ndarray] = []
+        times: list[float] = []
+        try:
+            for frame in container.decode(stream):
+                if frame.time is None:
+                    continue
+                t = float(frame.time)
+                if t + 1e-6 < next_t:
+                    continue
+                if rotation is None:
+                    r = getattr(frame, "rotation", 0) or 0
+                    rotation = int(round(-float(r) / 90.0)) * 90 % 360 or _stream_rotation(stream)
+                img = frame.to_ndarray(format="rgb24", width=w, height=h)
+                if rotation:
+                    img = np.ascontiguousarray(np.rot90(img, k=-rotation // 90))
+                # one decoded frame may stand for several sample times when the source fps < target fps
+                while t + 1e-6 >= next_t:
+                    buf.append(img)
+                    times.append(next_t)
+                    next_t += step
+                    if len(buf) >= chunk_size:
+                        yield np.stack(buf), np.asarray(times, dtype=np.float64)
+                        buf, times = [], []
+        except av.error.FFmpegError as exc:
+            if not buf and next_t == 0.0:
+                raise MediaError(f"{path}: video stream cannot be decoded ({_reason(exc)})") from exc
+            # truncated file: keep what decoded cleanly
+        if buf:
+            yield np.stack(buf), np.asarray(times, dtype=np.float64)
+        elif next_t == 0.0:
+            raise MediaError(f"{path}: video stream holds no decodable frame")
+
+
+def iter_audio(
+    path: str | os.PathLike, sample_rate: int, chunk_seconds: float = 30.0,
+) -> Iterator[np.ndarray]:
+    """Yield mono float32 audio at `sample_rate` in chunks of `chunk_seconds` (last one shorter)."""
+    path = Path(path)
+    chunk = max(1, int(round(chunk_seconds * sample_rate)))
+    with _open(path) as container:
+        if not container.streams.audio:
+            raise MediaError(f"{path}: has no audio stream")
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        pending: list[np.ndarray] = []
+        n_pending = 0
+        n_total = 0
+
+        def frames() -> Iterator[Any]:
+            try:
+                for frame in container.decode(stream):
+                    yield from resampler.resample(frame)
+            except av.error.FFmpegError as exc:
+                if n_total == 0 and n_pending == 0:
+                    raise MediaError(f"{path}: audio stream cannot be decoded ({_reason(exc)})") from exc
+            yield from resampler.resample(None)
+
+        for out in frames():
+            samples = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+            pending.append(samples)
+            n_pending += samples.size
+            while n_pending >= chunk:
+                block = np.concatenate(pending)
+                yield block[:chunk]
+                n_total += chunk
+                rest = block[chunk:]
+                pending, n_pending = ([rest] if rest.size else []), rest.size
+        if n_pending:
+            yield np.concatenate(pending)
+            n_total += n_pending
+        if n_total == 0:
+            raise MediaError(f"{path}: audio stream holds no decodable samples")
+
+
+def read_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
+    """Decode a whole audio stream to mono float32 (for short clips and tests)."""
+    return np.concatenate(list(iter_audio(path, sample_rate, chunk_seconds=600.0)))
+
+
+def n_expected_frames(duration: float, fps: float) -> int:
+    """Number of frames sampling at `fps` yields for `duration` seconds."""
+    return max(0, int(math.ceil(duration * fps - 1e-6)))
