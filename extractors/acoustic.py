@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
 import torch
 import torchaudio
 
-from extractors.audio_frames import frame_times, iter_frame_segments
+from extractors.audio_frames import frame_times, iter_frame_segments, run_batched_segments
 from extractors.base import (Extractor, ExtractionFailed, Features, FeatureUnavailable, MediaItem,
                              register_extractor, sequence_features)
 from extractors.pitch import yin
@@ -95,29 +94,15 @@ class AcousticExtractor(Extractor):
     def extract(self, batch: Sequence[MediaItem]) -> list[Features | Exception]:
         c: AcousticConfig = self.config
         results: list[Features | Exception | None] = [None] * len(batch)
-        parts: dict[int, list[torch.Tensor]] = {i: [] for i in range(len(batch))}
+
+        def failed(i: int, exc: Exception) -> None:
+            results[i] = ExtractionFailed(str(exc)) if isinstance(exc, MediaError) else exc
+
         streams = {i: iter_frame_segments(iter_audio(item.path, self.sample_rate, self.media.audio_chunk_seconds),
                                           c.frame_length, c.hop_length, c.segment_frames)
                    for i, item in enumerate(batch)}
-        active = list(streams)
-        while active:
-            pending: list[tuple[int, np.ndarray, int]] = []
-            for i in list(active):
-                if len(pending) >= c.batch_segments:
-                    break
-                try:
-                    seg, n = next(streams[i])
-                    pending.append((i, seg, n))
-                except StopIteration:
-                    active.remove(i)
-                except MediaError as exc:
-                    results[i] = ExtractionFailed(str(exc))
-                    active.remove(i)
-            if pending:
-                feats = self.segment_features(torch.from_numpy(np.stack([s for _, s, _ in pending])),
-                                              [n for _, _, n in pending])
-                for (i, _, _), f in zip(pending, feats):
-                    parts[i].append(f)
+        parts = run_batched_segments(streams, lambda segs, ns: self.segment_features(torch.from_numpy(segs), ns),
+                                     c.batch_segments, failed)
         for i in range(len(batch)):
             if results[i] is not None:
                 continue

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -43,3 +43,36 @@ def iter_frame_segments(
 def frame_times(n: int, n_fft: int, hop: int, sample_rate: int) -> np.ndarray:
     """Centre time in seconds of each of the first `n` frames."""
     return (np.arange(n) * hop + n_fft / 2.0) / float(sample_rate)
+
+
+def run_batched_segments(
+    streams: dict[int, Iterator[tuple[np.ndarray, int]]],
+    compute: Callable[[np.ndarray, list[int]], list[Any]],
+    batch_segments: int,
+    on_error: Callable[[int, Exception], None],
+) -> dict[int, list[Any]]:
+    """Pull segments round-robin from each item's stream, compute them in bounded batches, collect per item.
+
+    `compute(stacked_segments, n_valid_frames)` returns one result per segment; an item whose stream raises
+    (e.g. a decoder error) is reported through `on_error` and dropped while the others continue.
+    """
+    parts: dict[int, list[Any]] = {i: [] for i in streams}
+    active = list(streams)
+    while active:
+        pending: list[tuple[int, np.ndarray, int]] = []
+        for i in list(active):
+            if len(pending) >= batch_segments:
+                break
+            try:
+                seg, n = next(streams[i])
+                pending.append((i, seg, n))
+            except StopIteration:
+                active.remove(i)
+            except Exception as exc:  # noqa: BLE001 - isolate the failing item
+                on_error(i, exc)
+                active.remove(i)
+        if pending:
+            results = compute(np.stack([s for _, s, _ in pending]), [n for _, _, n in pending])
+            for (i, _, _), r in zip(pending, results):
+                parts[i].append(r)
+    return parts

@@ -62,6 +62,10 @@ class Extractor(ABC):
         """Everything that changes this extractor's output, for the cache key."""
         return {"extractor": self.config.to_dict(), "media": self.media_settings()}
 
+    def key_inputs(self, item: MediaItem) -> dict[str, Any]:
+        """Per-item inputs besides the media bytes that change the output (e.g. a transcript's hash)."""
+        return {}
+
     def media_settings(self) -> dict[str, Any]:
         """The media settings this extractor's output depends on (override to narrow)."""
         return self.media.to_dict()

@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
 import torch
 import torchaudio
 
-from extractors.audio_frames import frame_times, iter_frame_segments
+from extractors.audio_frames import frame_times, iter_frame_segments, run_batched_segments
 from extractors.base import (Extractor, ExtractionFailed, Features, FeatureUnavailable, MediaItem,
                              register_extractor, sequence_features)
 from pipeline.config import ConfigBase
@@ -65,33 +64,17 @@ class LogMelExtractor(Extractor):
 
     def extract(self, batch: Sequence[MediaItem]) -> list[Features | Exception]:
         c: LogMelConfig = self.config
-        streams = {}
         results: list[Features | Exception | None] = [None] * len(batch)
-        per_item: dict[int, list[torch.Tensor]] = {i: [] for i in range(len(batch))}
-        for i, item in enumerate(batch):
-            streams[i] = iter_frame_segments(
-                iter_audio(item.path, self.sample_rate, self.media.audio_chunk_seconds),
-                c.n_fft, c.hop_length, c.segment_frames)
-        # round-robin over items so one long clip does not hold the others back; bounded batch size
-        active = list(streams)
-        while active:
-            seg_batch: list[tuple[int, np.ndarray, int]] = []
-            for i in list(active):
-                if len(seg_batch) >= c.batch_segments:
-                    break
-                try:
-                    seg, n = next(streams[i])
-                    seg_batch.append((i, seg, n))
-                except StopIteration:
-                    active.remove(i)
-                except MediaError as exc:
-                    results[i] = ExtractionFailed(str(exc))
-                    active.remove(i)
-            if not seg_batch:
-                continue
-            out = self.mel_segments(torch.from_numpy(np.stack([s for _, s, _ in seg_batch])))
-            for (i, _, n), mel in zip(seg_batch, out):
-                per_item[i].append(mel[:n])
+
+        def failed(i: int, exc: Exception) -> None:
+            results[i] = ExtractionFailed(str(exc)) if isinstance(exc, MediaError) else exc
+
+        streams = {i: iter_frame_segments(iter_audio(item.path, self.sample_rate, self.media.audio_chunk_seconds),
+                                          c.n_fft, c.hop_length, c.segment_frames)
+                   for i, item in enumerate(batch)}
+        per_item = run_batched_segments(
+            streams, lambda segs, ns: [m[:n] for m, n in zip(self.mel_segments(torch.from_numpy(segs)), ns)],
+            c.batch_segments, failed)
         for i, item in enumerate(batch):
             if results[i] is not None:
                 continue

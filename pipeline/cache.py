@@ -229,6 +229,63 @@ class FeatureCache:
         report.temp_dirs = [p.name for p in (self.root / "tmp").iterdir()] if (self.root / "tmp").is_dir() else []
         return report
 
+    # ---- claims: one process computes an entry while others wait for it (bounded duplicate work)
+    def claim(self, key: str) -> bool:
+        """Try to become the process that computes `key`; a claim of a dead process is taken over."""
+        claims = self.root / "claims"
+        claims.mkdir(exist_ok=True)
+        path = claims / key
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self.claim_holder(key)
+                if holder is not None and _pid_alive(holder):
+                    return False
+                path.unlink(missing_ok=True)   # stale: its process is gone
+                continue
+            with os.fdopen(fd, "w") as fh:
+                fh.write(str(os.getpid()))
+            return True
+        return False
+
+    def claim_holder(self, key: str) -> int | None:
+        """Pid holding the claim on `key`, or None when unclaimed (or unreadable)."""
+        try:
+            return int((self.root / "claims" / key).read_text() or "0") or None
+        except (OSError, ValueError):
+            return None
+
+    def release(self, key: str) -> None:
+        """Drop this process's claim on `key`."""
+        path = self.root / "claims" / key
+        if self.claim_holder(key) == os.getpid():
+            path.unlink(missing_ok=True)
+
+    def clean_stale_temp(self) -> int:
+        """Remove temporary entries whose writing process is gone (left by a crash or a kill)."""
+        removed = 0
+        claims = self.root / "claims"
+        if claims.is_dir():
+            for c in claims.iterdir():
+                holder = self.claim_holder(c.name)
+                if holder is None or not _pid_alive(holder):
+                    c.unlink(missing_ok=True)
+                    removed += 1
+        tmp_root = self.root / "tmp"
+        if not tmp_root.is_dir():
+            return removed
+        for p in tmp_root.iterdir():
+            parts = p.name.split(".")
+            if len(parts) < 3 or not parts[-2].isdigit():
+                continue
+            pid = int(parts[-2])
+            if _pid_alive(pid):
+                continue
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            removed += 1
+        return removed
+
     def gc(self, temp_older_than_s: float = 3600.0, stale_versions: dict[str, str] | None = None) -> dict[str, int]:
         """Remove temporary leftovers older than the given age, corrupt entries, and entries of old versions."""
         removed = {"temp": 0, "corrupt": 0, "stale": 0}
@@ -249,6 +306,16 @@ class FeatureCache:
                     shutil.rmtree(entry.path, ignore_errors=True)
                     removed["stale"] += 1
         return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _check_entry(entry: CacheEntry) -> str | None:

@@ -15,6 +15,8 @@ from pipeline.config import ConfigError
 COMMAND_MODULES = [
     "pipeline.cli_extract",
     "pipeline.cli_cache",
+    "pipeline.demo",
+    "models.cli",
 ]
 
 

@@ -15,7 +15,9 @@ from pipeline.settings import load_config
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register `extract`."""
     p = sub.add_parser("extract", help="extract features from media files or folders into a cache")
-    p.add_argument("paths", nargs="+", help="media files and/or folders (searched recursively)")
+    p.add_argument("paths", nargs="*", help="media files and/or folders (searched recursively)")
+    p.add_argument("--transcripts", metavar="CSV",
+                   help="transcript-only input: id,text,label[,mode] CSV run through the text encoder alone")
     p.add_argument("--cache", required=True, help="feature cache directory (created if needed)")
     p.add_argument("--config", help="YAML config file (defaults: the papers' settings)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
@@ -29,9 +31,18 @@ def run_extract(args: argparse.Namespace) -> int:
     """Run extraction; exit 1 only when no input succeeded."""
     from pipeline.cli import open_cache
 
+    if not args.paths and not args.transcripts:
+        print("sentiflow: error: give media PATHS and/or --transcripts CSV", file=sys.stderr)
+        return 2
     config = load_config(args.config)
     device = resolve_device(args.device)
     cache = open_cache(args.cache)
+    if args.transcripts:
+        from pipeline.cli_text import run_transcript_table
+
+        rc = run_transcript_table(args, config, device, cache)
+        if rc or not args.paths:
+            return rc
     runner = ExtractionRunner(config, cache, device=device, only=args.only)
     summary = runner.run(args.paths, progress=not args.no_progress)
     print(summary.table())

@@ -19,6 +19,7 @@ from pipeline.media import MEDIA_EXTENSIONS, MediaError, probe
 from pipeline.settings import SentiFlowConfig
 
 DONE, CACHED, FAILED = "done", "cached", "failed"
+CLAIM_POLL_SECONDS = 0.2   # how often a process re-checks an entry another process is computing
 
 
 @dataclass
@@ -111,15 +112,25 @@ class ExtractionRunner:
                  only: Sequence[str] | None = None) -> None:
         self.config = config
         self.cache = cache
+        self.only = list(only) if only else None
+        self.device = torch.device(device)
         names = list(only) if only else list(config.extraction.extractors)
         for n in names:
             get_extractor_class(n)  # fail fast on an unknown name
-        self.extractors: list[Extractor] = [
-            build_extractor(n, config.extraction.options.get(n), config.media, device) for n in _dep_order(names)]
+        built: dict[str, Extractor] = {}
 
-    def key_for(self, extractor: Extractor, media_hash: str) -> str:
-        """The cache key of `extractor`'s output for the given media."""
-        return feature_key(media_hash, extractor.name, extractor.version, extractor.cache_config())
+        def deps_of(n: str) -> tuple[str, ...]:
+            """An extractor's dependencies as configured (an instance may depend on its configured sources)."""
+            if n not in built:
+                built[n] = build_extractor(n, config.extraction.options.get(n), config.media, device)
+            return tuple(built[n].depends_on)
+
+        self.extractors: list[Extractor] = [built[n] for n in _dep_order(names, deps_of)]
+
+    def key_for(self, extractor: Extractor, media_hash: str, item: MediaItem | None = None,
+                upstream: dict[str, str] | None = None) -> str:
+        """The cache key of `extractor`'s output for the given media (and the item's other inputs)."""
+        return item_key(extractor, media_hash, item, upstream)
 
     def run(self, paths: Iterable[str | os.PathLike], progress: bool = True,
             extras: dict[str, dict[str, Any]] | None = None,
@@ -127,24 +138,68 @@ class ExtractionRunner:
         """Extract features for every media file under `paths` into the cache."""
         start = time.perf_counter()
         self.cache.check_writable()
+        self.cache.clean_stale_temp()
         files, outcomes = discover_media(paths)
         summary = ExtractionSummary(items=list(outcomes), extractors=[e.name for e in self.extractors])
         for o in outcomes:
             self.cache.log_failure({"path": o.path, "extractor": None, "reason": o.reason})
         bs = max(1, self.config.extraction.batch_size)
+        worker = self._worker() if self.config.extraction.isolate else None
         bar = tqdm(total=len(files), unit="file", desc="extract", disable=not progress, dynamic_ncols=True)
-        for b in range(0, len(files), bs):
-            chunk = files[b: b + bs]
-            results = self._run_batch(chunk, extras or {})
-            summary.items.extend(results)
-            for r in results:
-                if on_item:
-                    on_item(r)
-            bar.update(len(chunk))
-            bar.set_postfix(failed=sum(1 for i in summary.items if i.status == FAILED))
-        bar.close()
+        try:
+            for b in range(0, len(files), bs):
+                chunk = files[b: b + bs]
+                if worker is not None:
+                    results = self._run_isolated(worker, chunk, extras or {})
+                else:
+                    results = self.run_batch(chunk, extras or {})
+                summary.items.extend(results)
+                for r in results:
+                    if on_item:
+                        on_item(r)
+                bar.update(len(chunk))
+                bar.set_postfix(failed=sum(1 for i in summary.items if i.status == FAILED))
+        finally:
+            bar.close()
+            if worker is not None:
+                worker.close()
         summary.seconds = time.perf_counter() - start
         return summary
+
+    def _worker(self) -> "IsolatedWorker":
+        from pipeline.isolation import IsolatedWorker
+
+        return IsolatedWorker(self.config.to_dict(), str(self.cache.root), str(self.device), self.only)
+
+    def _budget(self, paths: list[Path]) -> float:
+        ex = self.config.extraction
+        total = 0.0
+        for p in paths:
+            try:
+                duration = probe(p).duration
+            except MediaError:
+                duration = 0.0
+            total += ex.timeout_seconds + ex.timeout_per_media_second * duration
+        return total
+
+    def _run_isolated(self, worker: "IsolatedWorker", paths: list[Path],
+                      extras: dict[str, dict[str, Any]]) -> list[ItemOutcome]:
+        """Run a batch in the child; if it must be stopped, retry item by item to single out the culprit."""
+        from pipeline.isolation import Interrupted
+
+        limit = int(self.config.extraction.max_memory_gib * 2**30)
+        sub_extras = {str(p): extras.get(str(p), {}) for p in paths}
+        res = worker.run([str(p) for p in paths], sub_extras, self._budget(paths), limit)
+        if not isinstance(res, Interrupted):
+            return [ItemOutcome(**d) for d in res]
+        if len(paths) == 1:
+            out = ItemOutcome(path=str(paths[0]), reason=res.reason)
+            self.cache.log_failure({"path": out.path, "extractor": None, "reason": res.reason})
+            return [out]
+        outs: list[ItemOutcome] = []
+        for p in paths:
+            outs.extend(self._run_isolated(worker, [p], extras))
+        return outs
 
     def _prepare(self, path: Path, extras: dict[str, dict[str, Any]]) -> tuple[MediaItem | None, ItemOutcome]:
         outcome = ItemOutcome(path=str(path))
@@ -165,14 +220,16 @@ class ExtractionRunner:
         return MediaItem(path=str(path), media_hash=media_hash, info=info,
                          extras=dict(extras.get(str(path), {}))), outcome
 
-    def _run_batch(self, paths: list[Path], extras: dict[str, dict[str, Any]]) -> list[ItemOutcome]:
+    def run_batch(self, paths: list[Path], extras: dict[str, dict[str, Any]]) -> list[ItemOutcome]:
+        """Process one batch in this process (probe, hash, every extractor, cache writes)."""
         t0 = time.perf_counter()
         prepared = [self._prepare(p, extras) for p in paths]
         items = [(it, out) for it, out in prepared if it is not None]
         for extractor in self.extractors:
             todo: list[tuple[MediaItem, ItemOutcome, str]] = []
+            waiting: list[tuple[MediaItem, ItemOutcome, str]] = []
             for item, out in items:
-                key = self.key_for(extractor, item.media_hash)
+                key = self.key_for(extractor, item.media_hash, item, out.keys)
                 out.keys[extractor.name] = key
                 entry = self.cache.get(key)
                 if entry is not None:
@@ -185,12 +242,22 @@ class ExtractionRunner:
                     out.extractors[extractor.name] = f"missing: {why}"
                     out.new_entries += 1
                     continue
+                if not self.cache.claim(key):
+                    waiting.append((item, out, key))   # another process is computing it right now
+                    continue
+                todo.append((item, out, key))
+            for item, out, key in todo:
                 for dep in extractor.depends_on:
                     dep_key = out.keys.get(dep)
                     item.extras.setdefault("upstream", {})[dep] = self.cache.get(dep_key) if dep_key else None
-                todo.append((item, out, key))
-            if todo:
-                self._extract(extractor, todo)
+            try:
+                if todo:
+                    self._extract(extractor, todo)
+            finally:
+                for _, _, key in todo:
+                    self.cache.release(key)
+            if waiting:
+                self._wait_for_others(extractor, waiting)
         for _, out in items:
             states = list(out.extractors.values())
             if states and all(s.startswith("failed") for s in states):
@@ -244,6 +311,30 @@ class ExtractionRunner:
                 self.cache.log_failure({"path": item.path, "media_hash": item.media_hash,
                                         "extractor": extractor.name, "reason": reason})
 
+    def _wait_for_others(self, extractor: Extractor, waiting: list[tuple[MediaItem, ItemOutcome, str]]) -> None:
+        """Wait for entries another live process is computing; compute those whose claimant died."""
+        pending = list(waiting)
+        while pending:
+            still = []
+            for item, out, key in pending:
+                entry = self.cache.get(key)
+                if entry is not None:
+                    out.extractors[extractor.name] = (CACHED if entry.status != STATUS_MISSING
+                                                      else f"missing: {entry.meta.get('reason', '')}")
+                elif self.cache.claim(key):
+                    try:
+                        for dep in extractor.depends_on:
+                            dep_key = out.keys.get(dep)
+                            item.extras.setdefault("upstream", {})[dep] = self.cache.get(dep_key) if dep_key else None
+                        self._extract(extractor, [(item, out, key)])
+                    finally:
+                        self.cache.release(key)
+                else:
+                    still.append((item, out, key))
+            pending = still
+            if pending:
+                time.sleep(CLAIM_POLL_SECONDS)
+
     def _store_missing(self, extractor: Extractor, item: MediaItem, key: str, why: str) -> None:
         meta = {"extractor": extractor.name, "version": extractor.version, "modality": extractor.modality,
                 "config": extractor.cache_config(), "media_hash": item.media_hash, "source": item.path,
@@ -251,13 +342,26 @@ class ExtractionRunner:
         self.cache.put(key, {}, meta, status=STATUS_MISSING)
 
 
+def item_key(extractor: Extractor, media_hash: str, item: MediaItem | None = None,
+             upstream: dict[str, str] | None = None) -> str:
+    """Cache key: media hash, extractor name/version/config, per-item inputs such as a given transcript, and
+    the keys of the extractors it reads (so a changed upstream setting also renews this entry)."""
+    config = extractor.cache_config()
+    inputs = extractor.key_inputs(item) if item is not None else {}
+    if inputs:
+        config = {**config, "item_inputs": inputs}
+    if extractor.depends_on:
+        config = {**config, "upstream": {d: (upstream or {}).get(d, "") for d in extractor.depends_on}}
+    return feature_key(media_hash, extractor.name, extractor.version, config)
+
+
 def _as_failure() -> Exception:
     tb = traceback.format_exc(limit=2).strip().splitlines()
     return RuntimeError(tb[-1] if tb else "extractor crashed")
 
 
-def _dep_order(names: list[str]) -> list[str]:
-    """Order extractor names so each comes after the extractors it depends on."""
+def _dep_order(names: list[str], deps_of: Callable[[str], Sequence[str]] | None = None) -> list[str]:
+    """Order extractor names so each comes after the extractors it depends on (`deps_of`: per configured instance)."""
     ordered: list[str] = []
 
     def visit(n: str, stack: tuple[str, ...]) -> None:
@@ -265,7 +369,7 @@ def _dep_order(names: list[str]) -> list[str]:
             return
         if n in stack:
             raise ValueError(f"extractor dependency cycle: {' -> '.join(stack + (n,))}")
-        for dep in get_extractor_class(n).depends_on:
+        for dep in (deps_of(n) if deps_of else get_extractor_class(n).depends_on):
             visit(dep, stack + (n,))
         ordered.append(n)
 

@@ -6,8 +6,8 @@ from typing import Sequence
 
 import torch
 
-from extractors.base import Extractor, build_extractor
-from pipeline.cache import CacheEntry, FeatureCache, feature_key
+from extractors.base import Extractor, MediaItem, build_extractor
+from pipeline.cache import CacheEntry, FeatureCache
 from pipeline.settings import SentiFlowConfig
 
 
@@ -27,15 +27,18 @@ class FeatureLookup:
                                                      self.config.media, torch.device("cpu"))
         return self._extractors[name]
 
-    def key(self, name: str, media_hash: str) -> str:
-        """Cache key of extractor `name`'s output for `media_hash` under the current config."""
+    def key(self, name: str, media_hash: str, item: MediaItem | None = None) -> str:
+        """Cache key of extractor `name`'s output for `media_hash` (and the item's inputs) under the config."""
+        from pipeline.extraction import item_key
+
         ex = self.extractor(name)
-        return feature_key(media_hash, ex.name, ex.version, ex.cache_config())
+        upstream = {d: self.key(d, media_hash, item) for d in ex.depends_on}
+        return item_key(ex, media_hash, item, upstream)
 
-    def entry(self, name: str, media_hash: str) -> CacheEntry | None:
+    def entry(self, name: str, media_hash: str, item: MediaItem | None = None) -> CacheEntry | None:
         """The cache entry (ok or missing) or None when never extracted."""
-        return self.cache.get(self.key(name, media_hash))
+        return self.cache.get(self.key(name, media_hash, item))
 
-    def entries(self, media_hash: str) -> dict[str, CacheEntry | None]:
+    def entries(self, media_hash: str, item: MediaItem | None = None) -> dict[str, CacheEntry | None]:
         """Entries of every configured extractor for one media item."""
-        return {n: self.entry(n, media_hash) for n in self.names}
+        return {n: self.entry(n, media_hash, item) for n in self.names}

@@ -82,7 +82,9 @@ def _open(path: Path) -> av.container.InputContainer:
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
+    text = getattr(exc, "strerror", None) or str(exc).strip() or type(exc).__name__
+    if "Invalid data found" in text:
+        text += "; truncated, or not a media file"
     return text.replace(os.linesep, " ")[:300]
 
 

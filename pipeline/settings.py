@@ -8,7 +8,7 @@ from typing import Any
 from pipeline.config import ConfigBase
 from pipeline.media import MediaConfig
 
-DEFAULT_EXTRACTORS = ["logmel", "acoustic", "tonal"]
+DEFAULT_EXTRACTORS = ["logmel", "acoustic", "tonal", "transcript", "text"]
 
 
 @dataclass
@@ -18,6 +18,10 @@ class ExtractionConfig(ConfigBase):
     extractors: list[str] = field(default_factory=lambda: list(DEFAULT_EXTRACTORS))
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     batch_size: int = 8
+    isolate: bool = True                  # run batches in a child process with the limits below
+    timeout_seconds: float = 120.0        # per video: fixed allowance ...
+    timeout_per_media_second: float = 4.0  # ... plus this many seconds per second of media
+    max_memory_gib: float = 12.0          # the child is stopped above this resident memory
 
 
 @dataclass

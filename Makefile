@@ -1,0 +1,25 @@
+# Two commands on a fresh machine (each installs what it needs into .venv):
+#   make demo   - the whole pipeline on sample_videos/ (outputs under runs/demo/)
+#   make test   - the test suite (no GPU, slow tests skipped)
+.PHONY: demo test test-all install bench samples clean
+
+demo:
+	bash scripts/demo.sh
+
+test:
+	bash scripts/test.sh
+
+test-all:
+	bash scripts/install.sh && .venv/bin/python -m pytest
+
+install:
+	bash scripts/install.sh
+
+bench:
+	bash scripts/install.sh && .venv/bin/python benchmarks/audio_throughput.py --report benchmarks/reports/audio_cpu.md
+
+samples:
+	bash scripts/install.sh && .venv/bin/python scripts/make_sample_videos.py
+
+clean:
+	rm -rf runs .pytest_cache

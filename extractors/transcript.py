@@ -1,0 +1,249 @@
+"""The "transcript" extractor: what is said in a clip and when each word is said.
+
+Text comes from the first source that has it (config `sources`): the label file (the runner passes it as
+`item.extras["transcript"]`), a file beside the media (sidecar .txt/.srt/.vtt/.json, an MMSA labels.csv,
+CMU-MOSI's segmented transcripts), or speech recognition (faster-whisper). Word times come from Whisper's word
+timestamps for recognised speech, and from forced alignment for a known text (pocketsphinx for English, Whisper
+alignment for other languages). A known transcript whose alignment fails is still stored, with `alignment`
+= "failed: why" and NaN times: words are never spread uniformly over the clip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from extractors.base import (Extractor, ExtractionFailed, Features, FeatureUnavailable, MediaItem,
+                             register_extractor)
+from extractors.forced_alignment import AlignmentError, PocketsphinxAligner, WhisperAligner, WordAlignment
+from extractors.speech_recognition import (PACKAGED_TINY_EN, SPEECH_SAMPLE_RATE, ModelUnavailable,
+                                           SpeechRecognizer)
+from extractors.word_text import split_words
+from pipeline.config import ConfigBase, ConfigError
+from pipeline.media import MediaError, read_audio
+from pipeline.transcripts import TranscriptError, find_transcript
+
+SOURCES = ("labels", "sidecar", "asr")
+ALIGNERS = ("auto", "pocketsphinx", "whisper")
+ASR_MODEL_KEY = "extractors.options.transcript.asr_model"
+
+
+@dataclass
+class TranscriptConfig(ConfigBase):
+    """Where transcripts come from, which recogniser and aligner run, and the limits."""
+
+    sources: list[str] = field(default_factory=lambda: list(SOURCES))   # tried in this order
+    asr_model: str = PACKAGED_TINY_EN      # "tiny.en" (packaged), a CTranslate2 directory or a cached name
+    language: str = ""                     # "" = from the label row, else detected (multilingual model) or "en"
+    aligner: str = "auto"                  # auto: pocketsphinx for English (Whisper if it fails), else Whisper
+    vad_filter: bool = True                # voice-activity filter before recognition
+    beam_size: int = 1
+    compute_type: str = "auto"             # int8 on CPU, float16 on CUDA
+    min_alignment_confidence: float = 0.05  # pocketsphinx: word score vs. a free phone loop, below = mismatch
+    min_whisper_confidence: float = 0.15   # Whisper: geometric mean token probability, below = mismatch
+    max_oov_fraction: float = 0.5          # share of words missing from the English dictionary => not English
+    max_words: int = 2000                  # longer transcripts are truncated (meta `truncated`)
+    min_speech_seconds: float = 0.2        # less detected speech than this counts as silence
+
+
+@register_extractor
+class TranscriptExtractor(Extractor):
+    """Transcript text plus per-word (start, end) seconds and confidence."""
+
+    name = "transcript"
+    version = "1"
+    modality = "text"
+    Config = TranscriptConfig
+    requires = frozenset()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        c: TranscriptConfig = self.config
+        for s in c.sources:
+            if s not in SOURCES:
+                raise ConfigError(f"extractors.options.transcript.sources: {s!r} is not one of {', '.join(SOURCES)}")
+        if c.aligner not in ALIGNERS:
+            raise ConfigError(f"extractors.options.transcript.aligner must be one of {', '.join(ALIGNERS)}")
+        self._asr: SpeechRecognizer | None = None
+        self._ps: PocketsphinxAligner | None = None
+
+    def media_settings(self) -> dict:
+        return {"speech_sample_rate": SPEECH_SAMPLE_RATE}
+
+    def key_inputs(self, item: MediaItem) -> dict[str, Any]:
+        """The known transcript's text (labels or sidecar) is an input: editing it renews the entry."""
+        if item.info.container == "text":
+            return {}           # a transcript-only item's media hash already is its text's hash
+        try:
+            known = self._known_text(item)
+        except TranscriptError as exc:
+            return {"transcript_error": str(exc)}
+        inputs: dict[str, Any] = {}
+        if known is not None:
+            inputs["transcript_sha256"] = hashlib.sha256(known[0].encode("utf-8")).hexdigest()
+            inputs["transcript_source"] = known[1]
+        if item.extras.get("language"):
+            inputs["language"] = str(item.extras["language"])
+        return inputs
+
+    @property
+    def asr(self) -> SpeechRecognizer:
+        """The speech recogniser (model loaded on first use)."""
+        if self._asr is None:
+            c: TranscriptConfig = self.config
+            self._asr = SpeechRecognizer(c.asr_model, device=self.device.type, compute_type=c.compute_type,
+                                         beam_size=c.beam_size, vad_filter=c.vad_filter, config_key=ASR_MODEL_KEY)
+        return self._asr
+
+    @property
+    def pocketsphinx(self) -> PocketsphinxAligner:
+        """The English aligner."""
+        if self._ps is None:
+            c: TranscriptConfig = self.config
+            self._ps = PocketsphinxAligner(c.min_alignment_confidence, c.max_oov_fraction)
+        return self._ps
+
+    def missing_reason(self, item: MediaItem) -> str | None:
+        if item.info.has_audio or "asr" not in self.config.sources:
+            return None
+        if "labels" in self.config.sources and str(item.extras.get("transcript") or "").strip():
+            return None
+        if "sidecar" in self.config.sources:
+            return None   # decided in extract (the sidecar may exist)
+        return "no transcript and no audio stream to recognise"
+
+    def extract(self, batch: Sequence[MediaItem]) -> list[Features | Exception]:
+        out: list[Features | Exception] = []
+        for item in batch:
+            try:
+                out.append(self._one(item))
+            except (FeatureUnavailable, ExtractionFailed, ConfigError) as exc:
+                out.append(exc)
+            except (TranscriptError, MediaError) as exc:
+                out.append(ExtractionFailed(str(exc)))
+        return out
+
+    # ---- steps
+    def _known_text(self, item: MediaItem) -> tuple[str, str, str, list[str]] | None:
+        """(text, source, encoding, notes) from labels or a sidecar, or None."""
+        notes: list[str] = []
+        for src in self.config.sources:
+            if src == "labels" and "transcript" in item.extras:
+                text = " ".join(str(item.extras.get("transcript") or "").split())
+                if text:
+                    return text, "labels", "utf-8", notes
+                notes.append("label transcript is empty")
+            elif src == "sidecar" and item.info.container != "text":
+                tr = find_transcript(item.path)
+                if tr is not None:
+                    if tr.text.strip():
+                        return tr.text, tr.source, tr.encoding, notes
+                    notes.append(f"{tr.source} transcript is empty")
+        return None
+
+    def _speech_seconds(self, audio: np.ndarray) -> float:
+        from faster_whisper.vad import get_speech_timestamps
+
+        if audio.size == 0 or float(np.max(np.abs(audio))) < 1e-4:
+            return 0.0
+        spans = get_speech_timestamps(audio, sampling_rate=SPEECH_SAMPLE_RATE)
+        return sum(s["end"] - s["start"] for s in spans) / SPEECH_SAMPLE_RATE
+
+    def _language(self, item: MediaItem, audio: np.ndarray | None) -> tuple[str, str]:
+        """(language, how it was chosen)."""
+        c: TranscriptConfig = self.config
+        if c.language:
+            return c.language, "config"
+        if item.extras.get("language"):
+            return str(item.extras["language"]), "labels"
+        if audio is not None and c.aligner != "pocketsphinx":
+            try:
+                if self.asr.multilingual:
+                    lang, _ = self.asr.detect_language(audio)
+                    return lang, "detected"
+            except ModelUnavailable:
+                pass
+        return "en", "assumed (English-only models)"
+
+    def _align(self, audio: np.ndarray, words: list[str], language: str) -> WordAlignment:
+        c: TranscriptConfig = self.config
+        use = c.aligner
+        if use == "auto":
+            use = "pocketsphinx" if language.split("-")[0] == "en" else "whisper"
+        first_error = None
+        if use == "pocketsphinx":
+            try:
+                return self.pocketsphinx.align(audio, words)
+            except AlignmentError as exc:
+                if c.aligner == "pocketsphinx":
+                    raise
+                first_error = f"pocketsphinx: {exc}"
+        try:
+            return WhisperAligner(self.asr, c.min_whisper_confidence).align(audio, words, language)
+        except (ModelUnavailable, AlignmentError) as exc:
+            raise AlignmentError(f"{first_error}; whisper: {exc}" if first_error else str(exc)) from None
+
+    def _one(self, item: MediaItem) -> Features:
+        c: TranscriptConfig = self.config
+        known = self._known_text(item)
+        audio = None
+        if item.info.has_audio:
+            audio = read_audio(item.path, SPEECH_SAMPLE_RATE)
+        meta: dict[str, Any] = {"truncated": False}
+        if known is None:
+            if "asr" not in c.sources:
+                raise FeatureUnavailable("no transcript found (sources: " + ", ".join(c.sources) + ")")
+            if audio is None:
+                raise FeatureUnavailable("no transcript and no audio stream to recognise")
+            if self._speech_seconds(audio) < c.min_speech_seconds:
+                raise FeatureUnavailable("no speech detected")
+            try:
+                tr = self.asr.transcribe(audio, c.language or item.extras.get("language") or None)
+            except ModelUnavailable as exc:
+                raise ConfigError(str(exc)) from None
+            if not tr.words:
+                raise FeatureUnavailable("no speech detected")
+            words = [w.word for w in tr.words][: c.max_words]
+            meta["truncated"] = len(tr.words) > c.max_words
+            times = np.array([[w.start, w.end] for w in tr.words[: c.max_words]], dtype=np.float64)
+            conf = np.array([w.probability for w in tr.words[: c.max_words]], dtype=np.float32)
+            meta.update(text=" ".join(words), source="asr", alignment="whisper", language=tr.language,
+                        language_probability=tr.language_probability, asr_model=c.asr_model,
+                        asr_segments=tr.segments)
+        else:
+            text, source, encoding, notes = known
+            all_words = split_words(text)
+            if not all_words:
+                raise FeatureUnavailable(f"transcript from {source} has no words")
+            words = all_words[: c.max_words]
+            meta["truncated"] = len(all_words) > c.max_words
+            language, how = self._language(item, audio)
+            meta.update(text=" ".join(words), source=source, encoding=encoding, language=language,
+                        language_from=how)
+            if notes:
+                meta["notes"] = notes
+            times = np.full((len(words), 2), np.nan, dtype=np.float64)
+            conf = np.zeros(len(words), dtype=np.float32)
+            if audio is None:
+                meta["alignment"] = "failed: no audio stream"
+            elif self._speech_seconds(audio) < c.min_speech_seconds:
+                meta["alignment"] = "failed: no speech detected in the audio"
+            else:
+                try:
+                    al = self._align(audio, words, language)
+                    times, conf = al.times, al.confidence
+                    meta["alignment"] = al.method
+                    meta["alignment_details"] = al.details
+                except AlignmentError as exc:
+                    meta["alignment"] = f"failed: {exc}"
+        meta["words"] = words
+        meta["n_words"] = len(words)
+        meta["aligned"] = not meta["alignment"].startswith("failed")
+        if audio is not None:
+            meta["audio_seconds"] = len(audio) / SPEECH_SAMPLE_RATE
+        return Features(tensors={"word_times": torch.from_numpy(np.ascontiguousarray(times)),
+                                 "word_confidence": torch.from_numpy(np.ascontiguousarray(conf))}, meta=meta)

@@ -1,0 +1,254 @@
+"""Prefect flow `extract`: a dataset or a folder of videos -> the feature cache, batch by batch.
+
+Each batch is planned on the CPU (content hash + cache lookup, run in parallel), and only batches with work
+left run `pipeline.extraction.ExtractionRunner` (the library the CLI uses), inside a per-host global
+concurrency slot so GPU work is serialised. Transient failures (CUDA out of memory, I/O hiccups) retry the
+batch; a batch that still fails marks its files failed with the reason and the rest goes on. A progress
+artifact follows the batches and a table artifact lists every file as done / cached / failed with reasons.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Sequence
+
+from prefect import flow, task
+from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import as_completed
+
+from flows import settings
+
+TRANSIENT_ERRNOS = {errno.EAGAIN, errno.EBUSY, errno.EINTR, errno.ETIMEDOUT, errno.EMFILE, errno.ENFILE,
+                    errno.ECONNRESET, errno.ECONNREFUSED}
+# Failure texts worth a retry. Not "timed out": the runner's per-video time budget stops pathological files,
+# and running those again only doubles the wait.
+TRANSIENT_MARKERS = ("cuda out of memory", "temporarily unavailable", "connection reset", "too many open files",
+                     "database is locked", "cuda error: unspecified launch failure")
+
+_local = threading.local()
+
+
+class TransientBatchError(RuntimeError):
+    """Some files of a batch failed for a reason that may pass (retried by Prefect)."""
+
+
+def is_transient(exc: BaseException | str) -> bool:
+    """True for failures worth retrying: timeouts, connection and resource hiccups, CUDA out of memory."""
+    if isinstance(exc, TransientBatchError):
+        return True
+    if isinstance(exc, (TimeoutError, ConnectionError)):
+        return True
+    if isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS:
+        return True
+    text = str(exc).lower()
+    return any(m in text for m in TRANSIENT_MARKERS)
+
+
+def _retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
+    try:
+        state.result()
+    except BaseException as exc:  # noqa: BLE001 - the state's exception, inspected only
+        return is_transient(exc)
+    return False
+
+
+def _runner(config: dict[str, Any], cache: str, device: str, only: Sequence[str] | None):
+    """This thread's ExtractionRunner for (config, cache, device, only), built once per thread."""
+    from pipeline.cache import FeatureCache
+    from pipeline.config import stable_hash
+    from pipeline.devices import resolve_device
+    from pipeline.extraction import ExtractionRunner
+    from pipeline.settings import SentiFlowConfig
+
+    key = (stable_hash(config), cache, device, tuple(only or ()))
+    runners = getattr(_local, "runners", None)
+    if runners is None:
+        runners = _local.runners = {}
+    if key not in runners:
+        runners[key] = ExtractionRunner(SentiFlowConfig.from_dict(config), FeatureCache(Path(cache), create=True),
+                                        device=resolve_device(device), only=only)
+    return runners[key]
+
+
+@task(name="plan-batch", cache_policy=NO_CACHE)
+def plan_batch(paths: list[str], extras: dict[str, dict[str, Any]], config: dict[str, Any], cache: str,
+               only: list[str] | None) -> list[dict[str, Any]]:
+    """Probe, hash and look up each file's entries (CPU only): fully cached files need no device slot.
+
+    Keys come from the runner's own `key_for`; a file whose keys cannot be worked out here simply goes to
+    extraction, which decides for itself (so this step can only save work, never skip any).
+    """
+    from extractors.base import MediaItem
+    from pipeline.cache import STATUS_MISSING, hash_file
+    from pipeline.media import MediaError, probe
+
+    runner = _runner(config, cache, "cpu", only)
+    plans: list[dict[str, Any]] = []
+    for p in paths:
+        plan: dict[str, Any] = {"path": p, "cached": False}
+        plans.append(plan)
+        try:
+            item = MediaItem(path=p, media_hash=hash_file(p), info=probe(p), extras=dict(extras.get(p, {})))
+        except (OSError, MediaError):
+            continue
+        keys: dict[str, str] = {}
+        states: dict[str, str] = {}
+        for ex in runner.extractors:
+            keys[ex.name] = runner.key_for(ex, item.media_hash, item, keys)
+            entry = runner.cache.get(keys[ex.name])
+            if entry is None:
+                break
+            states[ex.name] = "cached" if entry.status != STATUS_MISSING else \
+                f"missing: {entry.meta.get('reason', '')}"
+        else:
+            plan.update(cached=True, extractors=states)
+    return plans
+
+
+@task(name="extract-batch", cache_policy=NO_CACHE, retry_condition_fn=_retry_if_transient)
+def extract_batch(paths: list[str], extras: dict[str, dict[str, Any]], config: dict[str, Any], cache: str,
+                  device: str, only: list[str] | None, limit_name: str, slots: int, slot_timeout: float,
+                  retries: int) -> list[dict[str, Any]]:
+    """Run the library's extraction on one batch inside this host's device slot; outcomes as dicts."""
+    from prefect.concurrency.sync import concurrency
+    from prefect.runtime import task_run
+
+    log = logging.getLogger("sentiflow.flows.extract")
+    runner = _runner(config, cache, device, only)
+    ensure_limit(limit_name, slots)
+    with concurrency(limit_name, occupy=1, timeout_seconds=slot_timeout, strict=True):
+        summary = runner.run(paths, progress=False, extras=extras)
+    outcomes = [vars(o) for o in summary.items]
+    transient = [o for o in outcomes if o["status"] == "failed" and is_transient(o["reason"] or _notes(o))]
+    if transient and task_run.run_count <= retries:
+        names = ", ".join(Path(o["path"]).name for o in transient[:5])
+        raise TransientBatchError(f"{len(transient)} file(s) failed transiently ({names}): "
+                                  f"{transient[0]['reason'] or _notes(transient[0])}")
+    log.info("batch of %d: %s", len(paths), ", ".join(f"{s} {sum(o['status'] == s for o in outcomes)}"
+                                                    for s in ("done", "cached", "failed")))
+    return outcomes
+
+
+def _notes(outcome: dict[str, Any]) -> str:
+    return "; ".join(f"{n}: {s}" for n, s in outcome.get("extractors", {}).items()
+                     if s.startswith(("missing", "failed")))
+
+
+def ensure_limit(name: str, slots: int) -> None:
+    """Create the global concurrency limit `name` with `slots` slots unless it already exists."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            try:
+                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=slots))
+            except ObjectAlreadyExists:
+                pass
+
+
+def _batches(items: list[str], size: int) -> list[list[str]]:
+    return [items[i: i + size] for i in range(0, len(items), size)]
+
+
+def extract_media(paths: Sequence[str | Path], cache: str, config: dict[str, Any] | None = None, device: str = "auto",
+                  only: list[str] | None = None, extras: dict[str, dict[str, Any]] | None = None,
+                  orchestration: dict[str, Any] | None = None, artifact_prefix: str = "extract",
+                  problems: Sequence[str] = ()) -> dict[str, Any]:
+    """Inside a flow: plan and extract `paths` batch by batch as tasks; returns counts and per-file rows."""
+    from pipeline.devices import resolve_device
+    from pipeline.extraction import discover_media
+    from pipeline.settings import SentiFlowConfig
+
+    orch = settings.OrchestrationConfig.from_dict(orchestration or {}, where="orchestration")
+    cfg = SentiFlowConfig.from_dict(config or {})
+    config = cfg.to_dict()
+    dev = str(resolve_device(device))
+    files, missing = discover_media(paths)
+    rows: list[dict[str, Any]] = [{"file": o.path, "status": "failed", "reason": o.reason} for o in missing]
+    rows += [{"file": p.split(": ", 1)[0], "status": "failed", "reason": p.split(": ", 1)[1]}
+             for p in problems if ": " in p]
+    size = orch.files_per_task
+    batches = _batches([str(f) for f in files], max(1, size))
+    slots = orch.device_slots_gpu if dev.startswith("cuda") else orch.device_slots_cpu
+    limit_name = settings.device_limit_name(orch.limit_prefix, dev)
+    total = max(1, len(files))
+    progress_id = create_progress_artifact(progress=0.0, key=f"{artifact_prefix}-progress",
+                                           description=f"{len(files)} file(s) in {len(batches)} batch(es)")
+    finished = 0
+
+    def advance(n: int) -> None:
+        nonlocal finished
+        finished += n
+        update_progress_artifact(artifact_id=progress_id, progress=100.0 * finished / total)
+
+    extras = extras or {}
+    runner_task = extract_batch.with_options(retries=orch.retries, retry_delay_seconds=orch.retry_delay_seconds)
+    plan_futures = {plan_batch.submit(b, extras, config, cache, only): b for b in batches}
+    extract_futures = {}
+    for fut in as_completed(list(plan_futures)):
+        try:
+            plan = fut.result()
+        except Exception:  # noqa: BLE001 - planning only saves work: unplanned files go to extraction
+            plan = [{"path": p, "cached": False} for p in plan_futures[fut]]
+        for p in plan:
+            if p["cached"]:
+                rows.append({"file": p["path"], "status": "cached",
+                             "reason": "; ".join(f"{n}: {s}" for n, s in p["extractors"].items()
+                                                 if s.startswith("missing"))})
+        todo = [p["path"] for p in plan if not p["cached"]]
+        advance(len(plan) - len(todo))
+        if todo:
+            f = runner_task.submit(todo, {k: extras[k] for k in todo if k in extras}, config, cache, dev, only,
+                                   limit_name, slots, orch.slot_timeout_seconds, orch.retries)
+            extract_futures[f] = todo
+    for fut in as_completed(list(extract_futures)):
+        todo = extract_futures[fut]
+        try:
+            outcomes = fut.result()
+        except Exception as exc:  # noqa: BLE001 - one failed batch never stops the others
+            outcomes = [{"path": p, "status": "failed", "reason": f"batch failed: {exc}", "extractors": {}}
+                        for p in todo]
+        for o in outcomes:
+            rows.append({"file": o["path"], "status": o["status"], "reason": o.get("reason") or _notes(o)})
+        advance(len(todo))
+    rows.sort(key=lambda r: r["file"])
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("done", "cached", "failed")}
+    create_table_artifact(table=rows, key=f"{artifact_prefix}-summary",
+                          description=f"{counts['done']} done, {counts['cached']} cached, {counts['failed']} failed "
+                                      f"of {len(rows)} into cache {cache} on {dev} "
+                                      f"(extractors: {', '.join(only or cfg.extraction.extractors)})")
+    return {"counts": counts, "rows": rows, "cache": cache, "device": dev}
+
+
+@flow(name="extract", log_prints=True)
+def extract(dataset: str = "folder", root: str | None = None, cache: str | None = None, config: str | None = None,
+            device: str = "auto", only: list[str] | None = None, folds: str | None = None,
+            language: str | None = None, orchestration: dict[str, Any] | None = None) -> dict[str, int]:
+    """Extract features of a dataset (mosi, mosei, moseas, urfunny, mmsa) or a folder of videos into the cache."""
+    from pipeline.datasets import load_dataset
+    from pipeline.settings import load_config
+
+    root_path = settings.dataset_root(dataset, root)
+    options: dict[str, Any] = {}
+    if folds:
+        options["folds"] = folds
+    if language:
+        options["language"] = language
+    ds = load_dataset(dataset, root_path, **options)
+    cache_path = str(settings.cache_dir(cache))
+    print(f"{dataset} at {root_path}: {ds.summary()}")
+    result = extract_media(ds.media, cache_path, load_config(settings.config_path(config)).to_dict(), device, only,
+                           ds.extras(), orchestration, problems=ds.problems)
+    counts = result["counts"]
+    print(f"{counts['done']} done, {counts['cached']} cached, {counts['failed']} failed -> {cache_path}")
+    if counts["done"] + counts["cached"] == 0:
+        raise RuntimeError(f"no file of {dataset} at {root_path} could be extracted; see the extract-summary artifact")
+    return counts

@@ -1,0 +1,61 @@
+"""Prefect flow `score`: a folder of new videos -> extract what is missing -> a scores CSV/Parquet + artifact."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+
+from flows import settings
+from flows.extract import extract_media
+
+SCORE_FORMATS = ("csv", "parquet")
+
+
+def scores_markdown(frame: Any, out_file: Path, run_dir: Path, max_rows: int) -> str:
+    """Markdown summary of a scores table: counts, mean score, and the first `max_rows` rows."""
+    lines = [f"# Scores: {out_file}", "", f"model run: `{run_dir}`", ""]
+    ok = frame[frame["status"] != "failed"] if "status" in frame else frame
+    lines.append(f"{len(frame)} clip(s), {len(ok)} scored, {len(frame) - len(ok)} failed")
+    if "score" in frame and len(ok):
+        lines.append(f"; mean score {ok['score'].astype(float).mean():+.3f}")
+    lines += ["", "| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    for _, row in frame.head(max_rows).iterrows():
+        cells = [f"{v:+.3f}" if isinstance(v, float) else str(v) for v in row.tolist()]
+        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    if len(frame) > max_rows:
+        lines.append(f"\n... {len(frame) - max_rows} more rows in the file")
+    return "\n".join(lines) + "\n"
+
+
+@flow(name="score", log_prints=True)
+def score(folder: str | None = None, run_dir: str | None = None, cache: str | None = None, out: str | None = None,
+          fmt: str = "csv", device: str = "auto", orchestration: dict[str, Any] | None = None,
+          artifact_rows: int = 50) -> str:
+    """Score every video under `folder` (or SENTIFLOW_INBOX) with a model run (default: the latest one)."""
+    from models.api import score_media
+    from models.checkpoint import read_run_record
+    from models.datasets import DataConfig
+    from pipeline.datasets import load_folder
+
+    if fmt not in SCORE_FORMATS:
+        raise settings.FlowSettingError(f"fmt must be one of {', '.join(SCORE_FORMATS)}, got {fmt!r}")
+    videos = load_folder(settings.inbox_dir(folder))
+    run = Path(run_dir).expanduser() if run_dir else settings.latest_run(settings.runs_dir())
+    cache_path = str(settings.cache_dir(cache))
+    record = read_run_record(run)
+    data = DataConfig.from_dict(record["data"])
+    needed = sorted({data.sources[m].extractor for m in data.modalities})
+    print(f"scoring {len(videos.media)} video(s) under {videos.root} with {run} (extractors {', '.join(needed)})")
+    extract_media(videos.media, cache_path, record["features"], device, needed, orchestration=orchestration,
+                  artifact_prefix="score-extract")
+    out_file = Path(out).expanduser() if out else \
+        settings.scores_dir() / f"scores-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.{fmt}"
+    frame = score_media([str(p) for p in videos.media], run, cache_path, out_file=out_file, device=device)
+    create_markdown_artifact(key="scores", markdown=scores_markdown(frame, out_file, run, artifact_rows),
+                             description=f"{len(frame)} clip(s) scored into {out_file}")
+    print(f"scores: {out_file}")
+    return str(out_file)

@@ -1,0 +1,130 @@
+"""The one model interface every SentiFlow model implements, and the model registry.
+
+A batch is a dict of tensors (all on one device). Keys a model may read, each present only when the
+dataset provides that modality (see `models.datasets`):
+  "text"  (B, T_l, D_l), "text_mask"  (B, T_l)      unaligned token embeddings from the text extractor
+  "audio" (B, T_a, D_a), "audio_mask" (B, T_a)      unaligned acoustic sequence (e.g. log-mel 128 x 128)
+  "visual"(B, T_v, D_v), "visual_mask"(B, T_v)      unaligned visual sequence (e.g. FER embeddings 64 x D)
+  "aligned_text"/"aligned_audio"/"aligned_visual" (B, T_w, D_*), "aligned_mask" (B, T_w)   word-aligned mode
+  "text_ids" (B, T_l) long, "text_attention_mask" (B, T_l)   for models that fine-tune the text encoder
+  "text_layers" (B, n_layers, T_l, D_l)                      hidden states of chosen encoder layers
+  "present" (B, 3) float: 1 where text/audio/visual is present for that sample (0 = masked-out modality)
+  "label" (B,) float for regression / binary, (B, n_classes) for multi-label, long (B,) for classification
+  "language" (B,) long language index (cross-lingual training), "index" (B,) long row index
+The trainer sums `loss_terms` weighted by the model config; it never special-cases a model.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+import torch
+from torch import nn
+
+from pipeline.config import ConfigBase, ConfigError
+
+TASKS = ("regression", "binary", "classification", "multilabel")
+
+
+@dataclass
+class ModelSpec(ConfigBase):
+    """What the data looks like: feature dims and lengths per modality, the task and its output size."""
+
+    dims: dict[str, int] = field(default_factory=dict)       # modality -> feature dim ("text", "audio", ...)
+    seq_lens: dict[str, int] = field(default_factory=dict)   # modality -> fixed sequence length
+    task: str = "regression"
+    n_outputs: int = 1
+    n_languages: int = 1
+
+
+@dataclass
+class ModelOutput:
+    """A forward pass: predictions (B, n_outputs) plus named representations for losses and plots."""
+
+    prediction: torch.Tensor
+    representations: dict[str, torch.Tensor] = field(default_factory=dict)   # e.g. "fused", "text", ...
+    extras: dict[str, Any] = field(default_factory=dict)                     # model-specific values
+
+
+class SentimentModel(nn.Module, ABC):
+    """Base class: subclasses set `name`, `Config`, `modalities`, `aligned` and implement forward/loss_terms."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type[ConfigBase]]
+    modalities: ClassVar[tuple[str, ...]] = ("text", "audio", "visual")   # the modalities it can use
+    aligned: ClassVar[bool] = False          # True: needs word-aligned features ("aligned_*" keys)
+    ablatable: ClassVar[tuple[str, ...]] = ()  # components that `config` can switch off for ablations
+
+    def __init__(self, config: ConfigBase, spec: ModelSpec) -> None:
+        super().__init__()
+        if spec.task not in TASKS:
+            raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {spec.task!r}")
+        self.config = config
+        self.spec = spec
+
+    @abstractmethod
+    def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
+        """Predict from a batch dict."""
+
+    @abstractmethod
+    def loss_terms(self, batch: dict[str, torch.Tensor], output: ModelOutput) -> dict[str, torch.Tensor]:
+        """Named scalar losses, already weighted; their sum is what the trainer minimises ("task" is required)."""
+
+    def set_epoch(self, epoch: int) -> None:
+        """Hook for models whose objective changes with training progress (phases, annealing)."""
+
+    def predict(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Final predictions: scores for regression, probabilities for binary/multi-label, class ids otherwise."""
+        pred = self.forward(batch).prediction
+        if self.spec.task == "regression":
+            return pred.squeeze(-1)
+        if self.spec.task == "binary":
+            return torch.sigmoid(pred.squeeze(-1))
+        if self.spec.task == "multilabel":
+            return torch.sigmoid(pred)
+        return pred.argmax(-1)
+
+    def task_loss(self, prediction: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        """The task's standard loss (L1 for regression as in the MSA papers, BCE, CE)."""
+        if self.spec.task == "regression":
+            return nn.functional.l1_loss(prediction.squeeze(-1), label.float())
+        if self.spec.task == "binary":
+            return nn.functional.binary_cross_entropy_with_logits(prediction.squeeze(-1), label.float())
+        if self.spec.task == "multilabel":
+            return nn.functional.binary_cross_entropy_with_logits(prediction, label.float())
+        return nn.functional.cross_entropy(prediction, label.long())
+
+
+M = TypeVar("M", bound=type[SentimentModel])
+_MODELS: dict[str, type[SentimentModel]] = {}
+
+
+def register_model(cls: M) -> M:
+    """Class decorator: make a model available to `sentiflow train --model NAME`."""
+    if getattr(cls, "name", None) in _MODELS and _MODELS[cls.name] is not cls:
+        raise ValueError(f"model name {cls.name!r} registered twice")
+    _MODELS[cls.name] = cls
+    return cls
+
+
+def model_registry() -> dict[str, type[SentimentModel]]:
+    """All registered models by name (importing the zoo first)."""
+    import models.zoo  # noqa: F401  (registration side effects)
+
+    return dict(_MODELS)
+
+
+def build_model(name: str, spec: ModelSpec, options: dict[str, Any] | None = None) -> SentimentModel:
+    """Instantiate a registered model with its config built from `options`."""
+    reg = model_registry()
+    if name not in reg:
+        raise ConfigError(f"unknown model {name!r}; known: {', '.join(sorted(reg))}")
+    cls = reg[name]
+    return cls(cls.Config.from_dict(options or {}, where=f"model.{name}"), spec)
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
+    """Number of (trainable) parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

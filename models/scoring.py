@@ -1,0 +1,121 @@
+"""Score media with a trained run: cached features -> masked batch -> model -> one row per clip.
+
+A clip that lacks a modality the model was trained with is scored with that modality masked (present 0)
+and flagged; it is refused when it lacks every trained modality or one the model cannot do without
+(a model may declare `required_modalities`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from extractors.base import MediaItem
+from models.base import SentimentModel
+from models.datasets import MODALITIES, DataConfig, read_sample_features
+from models.metrics import SCORE_RANGE
+from pipeline.features import FeatureLookup
+
+SCORED, REFUSED, FAILED = "scored", "refused", "failed"
+
+
+@dataclass
+class ScoreRow:
+    """One clip's result."""
+
+    path: str
+    id: str
+    media_hash: str = ""
+    score: float = float("nan")
+    polarity: str = ""
+    status: str = FAILED
+    present_text: int = 0
+    present_audio: int = 0
+    present_visual: int = 0
+    masked: str = ""          # trained modalities that were absent and masked out
+    reason: str = ""
+    model: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def polarity(score: float) -> str:
+    """'positive' (> 0), 'negative' (< 0) or 'neutral' (exactly 0), the non0 convention of Acc-2."""
+    return "positive" if score > 0 else "negative" if score < 0 else "neutral"
+
+
+def _shape(record: dict[str, Any], m: str) -> tuple[int, int]:
+    spec = record["spec"]
+    return int(spec["seq_lens"][m]), int(spec["dims"][m])
+
+
+def assemble(feats: dict[str, tuple[torch.Tensor, torch.Tensor]], record: dict[str, Any]
+             ) -> tuple[dict[str, torch.Tensor], list[str], str]:
+    """A batch of one from a clip's features, the masked modalities, and a refusal/shape reason ('' if fine)."""
+    trained = list(record["data"]["modalities"])
+    prefix = "aligned_" if record["data"].get("aligned") else ""
+    batch: dict[str, torch.Tensor] = {}
+    present = torch.zeros(1, len(MODALITIES))
+    masked = []
+    for m in trained:
+        t, d = _shape(record, m)
+        if m in feats:
+            x, mask = feats[m]
+            if tuple(x.shape) != (t, d):
+                return {}, [], (f"{m} features have shape {tuple(x.shape)} but the model was trained on {(t, d)}; "
+                                "extract with the run's feature config")
+            batch[prefix + m], batch[f"{prefix}{m}_mask"] = x.unsqueeze(0), mask.unsqueeze(0)
+            present[0, MODALITIES.index(m)] = 1.0
+        else:
+            batch[prefix + m], batch[f"{prefix}{m}_mask"] = torch.zeros(1, t, d), torch.zeros(1, t)
+            masked.append(m)
+    if prefix:
+        batch["aligned_mask"] = torch.stack([batch[f"aligned_{m}_mask"] for m in trained]).amax(0)
+    batch["present"] = present
+    return batch, masked, ""
+
+
+def score_cached(model: SentimentModel, record: dict[str, Any], lookup: FeatureLookup,
+                 items: list[tuple[str, str, MediaItem]], device: torch.device, batch_size: int = 64
+                 ) -> list[ScoreRow]:
+    """Score (path, id, MediaItem as extraction saw it) items from the cache; one ScoreRow each, in order."""
+    data = DataConfig.from_dict(record["data"])
+    required = set(getattr(model, "required_modalities", ()))
+    rows: list[ScoreRow] = []
+    ready: list[tuple[int, dict[str, torch.Tensor]]] = []
+    for path, rid, item in items:
+        row = ScoreRow(path=path, id=rid, media_hash=item.media_hash, model=record.get("model_id", record["model"]))
+        rows.append(row)
+        try:
+            feats, absent = read_sample_features(lookup, item.media_hash, data, item)
+        except Exception as exc:  # noqa: BLE001 - one bad item never stops the batch
+            row.reason = f"cannot read features: {exc}"
+            continue
+        for m in MODALITIES:
+            setattr(row, f"present_{m}", int(m in feats))
+        batch, masked, problem = assemble(feats, record)
+        if problem:
+            row.status, row.reason = REFUSED, problem
+            continue
+        lacking = sorted(required - set(feats))
+        if lacking or not feats:
+            row.status = REFUSED
+            row.reason = ("model cannot score without " + ", ".join(lacking) if lacking else
+                          "none of the model's modalities is available") + ": " + "; ".join(
+                f"{m}: {why}" for m, why in absent.items())
+            continue
+        row.masked = ",".join(masked)
+        if masked:
+            row.reason = "masked " + "; ".join(f"{m}: {absent.get(m, 'absent')}" for m in masked)
+        ready.append((len(rows) - 1, batch))
+    model.eval()
+    with torch.no_grad():
+        for b in range(0, len(ready), batch_size):
+            chunk = ready[b: b + batch_size]
+            batch = {k: torch.cat([c[1][k] for c in chunk]).to(device) for k in chunk[0][1]}
+            pred = model.predict(batch).float().cpu().reshape(len(chunk), -1)[:, 0]
+            for (i, _), p in zip(chunk, pred.tolist()):
+                score = min(max(p, SCORE_RANGE[0]), SCORE_RANGE[1])
+                rows[i].score, rows[i].polarity, rows[i].status = score, polarity(score), SCORED
+    return rows

@@ -1,0 +1,152 @@
+"""Run extraction batches in a child process with a time budget and a memory ceiling.
+
+A pathological file (a decoder that spins, a frame size that explodes memory) is cut off and recorded as
+failed with the reason, instead of stalling or killing a batch of thousands. Work the child finished before
+it was stopped is already committed to the cache, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+POLL_SECONDS = 0.2
+STARTUP_TIMEOUT_SECONDS = 600.0   # importing torch and building extractors; not charged to any video
+
+
+@dataclass
+class Interrupted:
+    """Why a child was stopped before it answered."""
+
+    reason: str
+
+
+def _rss_bytes(pid: int) -> int:
+    """Resident memory of a process (0 when unknown)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        return 0
+    return 0
+
+
+def _worker_main(conn: Connection, config: dict[str, Any], cache_root: str, device: str,
+                 only: list[str] | None) -> None:
+    """Child process: build the runner once, then run batches sent over the pipe until None arrives."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent decides when to stop
+    from pipeline.cache import FeatureCache
+    from pipeline.extraction import ExtractionRunner
+    from pipeline.settings import SentiFlowConfig
+
+    cfg = SentiFlowConfig.from_dict(config)
+    cfg.extraction.isolate = False
+    runner = ExtractionRunner(cfg, FeatureCache(cache_root), device=device, only=only)
+    try:
+        conn.send("ready")
+        while True:
+            msg = conn.recv()
+            if msg is None:
+                break
+            paths, extras = msg
+            outcomes = runner.run_batch([Path(p) for p in paths], extras)
+            conn.send([asdict(o) for o in outcomes])
+    except (EOFError, BrokenPipeError, ConnectionResetError):
+        pass  # the parent is gone (killed or interrupted): stop quietly, committed entries stay valid
+
+
+class IsolatedWorker:
+    """One child process holding built extractors; restarted after it is stopped."""
+
+    def __init__(self, config: dict[str, Any], cache_root: str, device: str, only: list[str] | None) -> None:
+        self.args = (config, cache_root, device, only)
+        self.proc: mp.process.BaseProcess | None = None
+        self.conn: Connection | None = None
+
+    def _start(self) -> None:
+        ctx = mp.get_context("spawn")       # no fork: CUDA and decoder threads do not survive fork
+        parent, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker_main, args=(child, *self.args), daemon=True)
+        self.proc.start()
+        child.close()
+        self.conn = parent
+        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            if parent.poll(POLL_SECONDS):
+                try:
+                    if parent.recv() == "ready":
+                        return
+                except EOFError:
+                    break
+            if not self.proc.is_alive():
+                break
+        reason = self._crash_reason() if not self.proc.is_alive() else "did not start in time"
+        self.kill()
+        raise RuntimeError(f"extraction worker could not start: {reason}")
+
+    def run(self, paths: list[str], extras: dict[str, dict[str, Any]], budget_s: float,
+            max_rss_bytes: int) -> list[dict[str, Any]] | Interrupted:
+        """Outcome dicts for `paths`, or why the child had to be stopped."""
+        if self.proc is None or not self.proc.is_alive():
+            try:
+                self._start()
+            except RuntimeError as exc:
+                return Interrupted(str(exc))
+        assert self.proc is not None and self.conn is not None
+        self.conn.send((paths, extras))
+        start = time.monotonic()
+        while True:
+            if self.conn.poll(POLL_SECONDS):
+                try:
+                    return self.conn.recv()
+                except EOFError:
+                    return self._stopped(self._crash_reason())
+            if not self.proc.is_alive():
+                return self._stopped(self._crash_reason())
+            elapsed = time.monotonic() - start
+            if elapsed > budget_s:
+                return self._stopped(f"timed out after {budget_s:.0f} s (per-video limit "
+                                     "extraction.timeout_seconds + timeout_per_media_second x duration)")
+            rss = _rss_bytes(self.proc.pid or 0)
+            if max_rss_bytes and rss > max_rss_bytes:
+                return self._stopped(f"exceeded the memory limit: {rss / 2**30:.1f} GiB > "
+                                     f"{max_rss_bytes / 2**30:.1f} GiB (extraction.max_memory_gib)")
+
+    def _crash_reason(self) -> str:
+        code = self.proc.exitcode if self.proc is not None else None
+        if code is not None and code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = str(-code)
+            return f"extraction process died ({name}{', likely out of memory' if name == 'SIGKILL' else ''})"
+        return f"extraction process exited unexpectedly (code {code})"
+
+    def _stopped(self, reason: str) -> Interrupted:
+        self.kill()
+        return Interrupted(reason)
+
+    def kill(self) -> None:
+        """Stop the child now."""
+        if self.proc is not None and self.proc.is_alive():
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.join(5)
+        self.proc, self.conn = None, None
+
+    def close(self) -> None:
+        """Ask the child to finish, then make sure it is gone."""
+        if self.proc is not None and self.proc.is_alive() and self.conn is not None:
+            try:
+                self.conn.send(None)
+                self.proc.join(10)
+            except (OSError, BrokenPipeError):
+                pass
+        self.kill()

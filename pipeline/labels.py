@@ -1,0 +1,125 @@
+"""Label tables: MMSA-style `video_id,clip_id,text,label,mode` and transcript-only `id,text,label[,mode]` CSVs."""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from pipeline.media import MEDIA_EXTENSIONS
+
+MODES = ("train", "valid", "test")
+
+
+class LabelError(ValueError):
+    """A label file is missing, malformed, or points outside its dataset root."""
+
+
+@dataclass
+class LabelRow:
+    """One labelled segment: its id, transcript, score in [-3, 3] (or class), split, and media path if any."""
+
+    id: str
+    text: str
+    label: float
+    mode: str = "train"
+    video_id: str = ""
+    clip_id: str = ""
+    path: str | None = None          # resolved media file, None for transcript-only rows
+    language: str = ""
+
+
+@dataclass
+class LabelTable:
+    """Rows of one label file plus where it came from."""
+
+    rows: list[LabelRow]
+    source: str = ""
+
+    def __iter__(self) -> Iterator[LabelRow]:
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def split(self, mode: str) -> "LabelTable":
+        """Only the rows of one split."""
+        return LabelTable([r for r in self.rows if r.mode == mode], self.source)
+
+    @property
+    def has_media(self) -> bool:
+        """True when every row points at a media file."""
+        return bool(self.rows) and all(r.path for r in self.rows)
+
+
+def confine(root: Path, relative: str) -> Path:
+    """`root/relative`, refusing ids that climb out of the root (`..`, absolute paths)."""
+    root_resolved = root.resolve()
+    candidate = (root / relative).resolve()
+    if candidate != root_resolved and root_resolved not in candidate.parents:
+        raise LabelError(f"path {relative!r} escapes the dataset root {root}")
+    return candidate
+
+
+def find_clip(root: Path, video_id: str, clip_id: str) -> Path | None:
+    """Media file of an MMSA clip: root[/Raw]/<video_id>/<clip_id>.<ext> (None if absent)."""
+    for base in (root, root / "Raw"):
+        folder = confine(base, video_id) if base.exists() else None
+        if folder is None or not folder.is_dir():
+            continue
+        for ext in sorted(MEDIA_EXTENSIONS):
+            p = confine(folder, f"{clip_id}{ext}")
+            if p.is_file():
+                return p
+    return None
+
+
+def read_labels(path: str | Path, media_root: str | Path | None = None, require_media: bool = False,
+                default_mode: str = "train") -> LabelTable:
+    """Read an MMSA or transcript-only CSV; MMSA rows get their media path resolved under `media_root`."""
+    path = Path(path)
+    if not path.is_file():
+        raise LabelError(f"label file not found: {path}")
+    root = Path(media_root) if media_root is not None else path.parent
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise LabelError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    reader = csv.DictReader(text.splitlines())
+    cols = set(reader.fieldnames or [])
+    mmsa = {"video_id", "clip_id", "label"} <= cols
+    plain = {"id", "label"} <= cols
+    if not (mmsa or plain):
+        raise LabelError(f"{path}: expected columns video_id,clip_id,text,label[,mode] (MMSA) or "
+                         f"id,text,label[,mode]; found {', '.join(sorted(cols)) or 'none'}")
+    label_col = "label"
+    rows: list[LabelRow] = []
+    for n, rec in enumerate(reader, start=2):
+        try:
+            value = float(rec[label_col])
+        except (TypeError, ValueError):
+            raise LabelError(f"{path}:{n}: label {rec.get(label_col)!r} is not a number") from None
+        if math.isnan(value):
+            raise LabelError(f"{path}:{n}: label is NaN")
+        mode = (rec.get("mode") or default_mode).strip() or default_mode
+        if mode not in MODES:
+            raise LabelError(f"{path}:{n}: mode {mode!r} is not one of {', '.join(MODES)}")
+        textval = (rec.get("text") or "").strip()
+        if mmsa:
+            vid, cid = str(rec["video_id"]).strip(), str(rec["clip_id"]).strip()
+            media = find_clip(root, vid, cid)
+            if media is None and require_media:
+                raise LabelError(f"{path}:{n}: no media file for {vid}/{cid} under {root}")
+            rows.append(LabelRow(id=f"{vid}_{cid}", text=textval, label=value, mode=mode, video_id=vid,
+                                 clip_id=cid, path=str(media) if media else None,
+                                 language=(rec.get("language") or "").strip()))
+        else:
+            rid = str(rec["id"]).strip()
+            vid = rid.rsplit("_", 1)[0] if "_" in rid else rid
+            rows.append(LabelRow(id=rid, text=textval, label=value, mode=mode, video_id=vid, clip_id=rid,
+                                 language=(rec.get("language") or "").strip()))
+    if not rows:
+        raise LabelError(f"{path}: holds no rows")
+    return LabelTable(rows, str(path))

@@ -1,0 +1,48 @@
+"""Shared fixtures: tiny generated clips, the shared real clips (skipped when ../shared is absent)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+SHARED = ROOT.parent / "shared"
+sys.path.insert(0, str(TESTS))
+
+from media_factory import make_clip  # noqa: E402
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip GPU tests without CUDA and shared-data tests without ../shared."""
+    import torch
+
+    no_gpu = pytest.mark.skip(reason="needs a CUDA device")
+    no_shared = pytest.mark.skip(reason=f"needs {SHARED} (not part of a user's clone)")
+    for item in items:
+        if "gpu" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(no_gpu)
+        if "shared" in item.keywords and not SHARED.is_dir():
+            item.add_marker(no_shared)
+
+
+@pytest.fixture(scope="session")
+def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of small generated clips with known properties."""
+    d = tmp_path_factory.mktemp("clips")
+    make_clip(d / "tone_2s.mp4", seconds=2.0)
+    make_clip(d / "short 0.3s ü.mp4", seconds=0.3)
+    make_clip(d / "no_audio.mp4", seconds=1.0, audio=False)
+    make_clip(d / "audio_only.wav", seconds=1.5, video=False)
+    return d
+
+
+@pytest.fixture(scope="session")
+def shared_clips() -> Path:
+    """The real talking-face clips in ../shared/clips."""
+    d = SHARED / "clips"
+    if not d.is_dir():
+        pytest.skip(f"needs {d}")
+    return d

@@ -1,0 +1,54 @@
+"""Two extractions of overlapping folders into one cache at once: no corruption, no duplicated work."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from media_factory import make_clip
+from pipeline.cache import FeatureCache
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_overlapping_concurrent_extractions(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    shared = [make_clip(a / f"shared{i}.mp4", seconds=1.5, tone_hz=120.0 + 30 * i) for i in range(5)]
+    for p in shared:
+        os.link(p, b / p.name)            # the same bytes reached through both folders
+    make_clip(a / "only_a.mp4", seconds=1.0, tone_hz=400.0)
+    make_clip(b / "only_b.mp4", seconds=1.0, tone_hz=500.0)
+    cache = tmp_path / "cache"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = []
+    for name, folder in (("a", a), ("b", b)):
+        cmd = [sys.executable, "-m", "pipeline.cli", "extract", str(folder), "--cache", str(cache), "--no-progress",
+               "--only", "logmel", "acoustic", "--device", "cpu", "--summary-json", str(tmp_path / f"{name}.json")]
+        procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err.decode()
+    summaries = [json.loads((tmp_path / f"{n}.json").read_text()) for n in ("a", "b")]
+    for s in summaries:
+        assert len(s["items"]) == 6 and all(i["status"] in ("done", "cached") for i in s["items"])
+    # every (clip, extractor) entry was computed by exactly one of the two processes
+    computed: dict[str, int] = {}
+    for s in summaries:
+        for item in s["items"]:
+            for ex, state in item["extractors"].items():
+                if state == "done":
+                    computed[item["keys"][ex]] = computed.get(item["keys"][ex], 0) + 1
+    fc = FeatureCache(cache, create=False)
+    entries = list(fc.entries())
+    assert len(entries) == 7 * 2
+    assert set(computed) == {e.key for e in entries} and max(computed.values()) == 1
+    report = fc.verify()
+    assert report.corrupt == [] and report.temp_dirs == []
+    assert not any((cache / "claims").iterdir())
+    for e in entries:
+        assert torch.isfinite(e.load()["fixed"]).all()

@@ -1,0 +1,91 @@
+"""The flows' helpers without a server: settings resolution, transient-failure detection, artifact text."""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("prefect")
+
+from flows import settings  # noqa: E402
+from flows.extract import TransientBatchError, is_transient  # noqa: E402
+
+
+def test_transient_failures_are_told_apart_from_permanent_ones():
+    assert is_transient(TimeoutError("slot"))
+    assert is_transient(OSError(errno.EAGAIN, "Resource temporarily unavailable"))
+    assert is_transient("logmel: failed: CUDA out of memory. Tried to allocate 2.00 GiB")
+    assert is_transient(TransientBatchError("x"))
+    assert not is_transient(FileNotFoundError(errno.ENOENT, "No such file"))
+    assert not is_transient("x.mp4: not a media file (Invalid data found when processing input)")
+    assert not is_transient(ValueError("bad config"))
+    assert not is_transient("timed out after 130 s (per-video limit extraction.timeout_seconds + ...)")
+
+
+def test_paths_come_from_parameters_then_environment(monkeypatch, tmp_path):
+    for var in ("SENTIFLOW_HOME", "SENTIFLOW_CACHE", "SENTIFLOW_MOSI_ROOT", "SENTIFLOW_INBOX", "SENTIFLOW_CONFIG"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("SENTIFLOW_HOME", str(tmp_path / "home"))
+    assert settings.cache_dir() == tmp_path / "home" / "cache"
+    assert settings.cache_dir("/x/c") == Path("/x/c")
+    monkeypatch.setenv("SENTIFLOW_CACHE", str(tmp_path / "c2"))
+    assert settings.cache_dir() == tmp_path / "c2"
+    with pytest.raises(settings.FlowSettingError, match="parameter `root` or set SENTIFLOW_MOSI_ROOT"):
+        settings.dataset_root("mosi")
+    monkeypatch.setenv("SENTIFLOW_MOSI_ROOT", str(tmp_path / "mosi"))
+    assert settings.dataset_root("mosi") == tmp_path / "mosi"
+    assert settings.dataset_root("mosi", "/data/m") == Path("/data/m")
+    with pytest.raises(settings.FlowSettingError, match="SENTIFLOW_INBOX"):
+        settings.inbox_dir()
+    assert settings.config_path() is None
+    monkeypatch.setenv("SENTIFLOW_CONFIG", "/etc/sf.yaml")
+    assert settings.config_path() == "/etc/sf.yaml"
+
+
+def test_latest_run_picks_the_newest_trained_run(tmp_path):
+    with pytest.raises(settings.FlowSettingError, match="does not exist"):
+        settings.latest_run(tmp_path / "runs")
+    (tmp_path / "runs" / "not-a-run").mkdir(parents=True)
+    with pytest.raises(settings.FlowSettingError, match="no model runs under"):
+        settings.latest_run(tmp_path / "runs")
+    for i, name in enumerate(("old", "new")):
+        d = tmp_path / "runs" / name
+        d.mkdir()
+        (d / "run.json").write_text("{}")
+        os.utime(d, (time.time() - 100 + i * 50,) * 2)
+    assert settings.latest_run(tmp_path / "runs").name == "new"
+
+
+def test_device_limit_is_per_host_and_device():
+    name = settings.device_limit_name("sentiflow-extract", "cuda:0")
+    assert name.startswith("sentiflow-extract-") and name.endswith("-cuda-0")
+    assert name == name.lower() and " " not in name
+    assert settings.device_limit_name("p", "cpu") != settings.device_limit_name("p", "cuda:1")
+
+
+def test_orchestration_options_are_typed():
+    cfg = settings.OrchestrationConfig.from_dict({"files_per_task": 4, "retries": 0})
+    assert (cfg.files_per_task, cfg.retries, cfg.device_slots_gpu) == (4, 0, 1)
+    with pytest.raises(Exception, match="unknown config key"):
+        settings.OrchestrationConfig.from_dict({"batch": 3}, where="orchestration")
+
+
+def test_scores_and_plots_markdown(tmp_path):
+    import pandas as pd
+
+    from flows.evaluate import plots_markdown
+    from flows.score import scores_markdown
+
+    frame = pd.DataFrame({"id": ["a", "b", "c"], "score": [1.5, -0.5, float("nan")],
+                          "status": ["scored", "scored", "failed"], "reason": ["", "", "no audio stream"]})
+    md = scores_markdown(frame, tmp_path / "s.csv", tmp_path / "run", max_rows=2)
+    assert "3 clip(s), 2 scored, 1 failed" in md and "mean score +0.500" in md
+    assert "| a | +1.500 | scored |" in md and "1 more rows" in md
+    png = tmp_path / "p.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\nfake")
+    md = plots_markdown({"pr_curve": str(png), "gone": str(tmp_path / "missing.png")})
+    assert "data:image/png;base64,iVBORw0KGgpmYWtl" in md and f"`{tmp_path / 'missing.png'}`" in md

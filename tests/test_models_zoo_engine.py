@@ -1,0 +1,124 @@
+"""VAE-AMDT and the baselines: parameter counts, finite loss terms with gradients, masked modalities."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models.base import ModelSpec, build_model, count_parameters, model_registry
+from models.zoo.vae_amdt import VAEAMDTConfig
+from pipeline.config import ConfigError
+
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: one intra-op thread avoids spin-wait contention on busy 2-core CI machines."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# VAE-AMDT Table 2 input sizes: V 64 x 8, L 100 x 1024, A 128 x 128
+TABLE2 = ModelSpec(dims={"text": 1024, "audio": 128, "visual": 8}, seq_lens={"text": 100, "audio": 128, "visual": 64})
+SMALL = ModelSpec(dims={"text": 12, "audio": 6, "visual": 4}, seq_lens={"text": 7, "audio": 9, "visual": 5})
+SMALL_OPTIONS = {"vae_amdt": {"hidden": 16, "heads": 2, "latent": 8}, "ef_lstm": {"steps": 6, "hidden": 8},
+                 "unimodal": {"hidden": 8}}
+
+
+def make_batch(spec: ModelSpec, n: int = 6, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random features with ragged masks and one sample per missing modality."""
+    g = torch.Generator().manual_seed(seed)
+    batch: dict[str, torch.Tensor] = {}
+    for m, d in spec.dims.items():
+        t = spec.seq_lens[m]
+        batch[m] = torch.randn(n, t, d, generator=g)
+        lengths = torch.randint(1, t + 1, (n,), generator=g)
+        batch[f"{m}_mask"] = (torch.arange(t).unsqueeze(0) < lengths.unsqueeze(1)).float()
+    present = torch.ones(n, 3)
+    present[1, 1] = 0.0   # no audio
+    present[2, 2] = 0.0   # no visual
+    present[3, 1:] = 0.0  # text only
+    batch["present"] = present
+    batch["label"] = torch.rand(n, generator=g) * 6 - 3
+    return batch
+
+
+@pytest.mark.parametrize("preset,paper", [("mosi", 3.3e6), ("mosei", 1.7e6)])
+def test_vae_amdt_parameter_count_matches_the_paper(preset, paper):
+    model = build_model("vae_amdt", TABLE2, VAEAMDTConfig.preset(preset).to_dict())
+    n = count_parameters(model)
+    assert abs(n - paper) / paper < 0.15, f"{preset}: {n} parameters vs the paper's {paper:.0f}"
+
+
+def test_registry_has_the_engine_models():
+    assert {"vae_amdt", "ef_lstm", "unimodal"} <= set(model_registry())
+
+
+@pytest.mark.parametrize("name", ["vae_amdt", "ef_lstm", "unimodal"])
+def test_every_loss_term_is_finite_and_has_gradients(name):
+    torch.manual_seed(0)
+    model = build_model(name, SMALL, SMALL_OPTIONS[name])
+    model.train()
+    batch = make_batch(SMALL)
+    out = model(batch)
+    assert out.prediction.shape == (6, 1)
+    terms = model.loss_terms(batch, out)
+    assert "task" in terms
+    if name == "vae_amdt":
+        assert set(terms) == {"task", "vae", "adversarial", "transfer"}
+    params = [p for p in model.parameters() if p.requires_grad]
+    for key, term in terms.items():
+        assert term.dim() == 0 and torch.isfinite(term), f"{key} = {term}"
+        grads = torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
+        total = sum(float(g.abs().sum()) for g in grads if g is not None)
+        assert total > 0 and all(torch.isfinite(g).all() for g in grads if g is not None), key
+
+
+def test_vae_amdt_discriminator_and_generators_pull_in_opposite_directions():
+    """Gradient reversal: the adversarial term's gradient on a generator is the negative of plain BCE's."""
+    torch.manual_seed(0)
+    model = build_model("vae_amdt", SMALL, SMALL_OPTIONS["vae_amdt"])
+    model.eval()   # no sampling: the same forward twice
+    batch = make_batch(SMALL)
+    out = model(batch)
+    adv = model.loss_terms(batch, out)["adversarial"]
+    gen_w = model.generators["audio"][2].weight
+    g_rev = torch.autograd.grad(adv, gen_w, retain_graph=True)[0]
+    # the same loss without reversal
+    fake = model.discriminator(out.representations["audio"]).squeeze(-1)
+    w = out.extras["present"]["audio"] * out.extras["present"]["text"]
+    plain = (torch.nn.functional.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake), reduction="none")
+             * w).sum() / w.sum() / 2
+    g_plain = torch.autograd.grad(plain, gen_w)[0]
+    assert torch.allclose(g_rev, -g_plain, atol=1e-6)
+
+
+def test_masked_modalities_do_not_change_other_samples_or_give_nan():
+    torch.manual_seed(0)
+    model = build_model("vae_amdt", SMALL, SMALL_OPTIONS["vae_amdt"]).eval()
+    batch = make_batch(SMALL)
+    pred = model(batch).prediction
+    assert torch.isfinite(pred).all()
+    # a text-only sample ignores whatever sits in its (masked) audio/visual tensors
+    changed = {k: v.clone() for k, v in batch.items()}
+    changed["audio"][3] += 100.0
+    changed["visual"][3] -= 50.0
+    assert torch.allclose(model(changed).prediction[3], pred[3], atol=1e-5)
+
+
+def test_vae_amdt_without_text_is_refused_clearly():
+    spec = ModelSpec(dims={"audio": 6}, seq_lens={"audio": 9})
+    with pytest.raises(ConfigError, match="needs text features"):
+        build_model("vae_amdt", spec, {})
+
+
+def test_ablation_switches_build_smaller_models():
+    full = count_parameters(build_model("vae_amdt", SMALL, SMALL_OPTIONS["vae_amdt"]))
+    no_cross = count_parameters(build_model("vae_amdt", SMALL, {**SMALL_OPTIONS["vae_amdt"],
+                                                                "use_cross_attention": False}))
+    assert no_cross < full
+    model = build_model("vae_amdt", SMALL, {**SMALL_OPTIONS["vae_amdt"], "use_vae": False, "use_adversarial": False})
+    batch = make_batch(SMALL)
+    assert set(model.loss_terms(batch, model(batch))) == {"task", "transfer"}
