@@ -20,7 +20,7 @@ import torch
 
 from extractors.base import MediaItem
 from models.base import ModelSpec, build_model, count_parameters, model_registry
-from models.checkpoint import load_run, write_run_record
+from models.checkpoint import load_run, run_dir_lock, write_run_record
 from models.datasets import DataConfig, PackedSplit, build_dataset, usable_modalities
 from models.metrics import regression_metrics
 from models.scoring import FAILED, ScoreRow, score_cached
@@ -92,6 +92,8 @@ def train_model(cache_dir: str | Path, labels: str | Path | LabelTable, model: s
     registry = model_registry()
     if model not in registry:
         raise ConfigError(f"unknown model {model!r}; known: {', '.join(sorted(registry))}")
+    if registry[model].uses_token_ids:
+        opts.data.token_inputs = True   # the model fine-tunes the text encoder from token ids
     if registry[model].aligned:
         opts.data.aligned = True    # the model reads word-aligned inputs (batch keys aligned_*)
     dev = resolve_device(device)
@@ -104,6 +106,13 @@ def train_model(cache_dir: str | Path, labels: str | Path | LabelTable, model: s
     spec = ModelSpec(dims=dataset.dims, seq_lens=dataset.seq_lens, task="regression", n_outputs=1)
     net = build_model(model, spec, opts.model)
     run_dir.mkdir(parents=True, exist_ok=True)
+    with run_dir_lock(run_dir):
+        return _train_in(run_dir, model, net, spec, opts, config, table, dataset, dev, progress, resume)
+
+
+def _train_in(run_dir: Path, model: str, net: Any, spec: ModelSpec, opts: "RunOptions", config: SentiFlowConfig,
+              table: LabelTable, dataset: Any, dev: torch.device, progress: bool, resume: bool) -> Path:
+    """Write the run record, train, and write the validation report (the run directory is locked)."""
     data_used = DataConfig.from_dict({**opts.data.to_dict(), "modalities": dataset.modalities})
     write_run_record(run_dir, {
         "format": 1, "model": model, "model_config": net.config.to_dict(), "spec": spec.to_dict(),

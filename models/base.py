@@ -56,6 +56,7 @@ class SentimentModel(nn.Module, ABC):
     modalities: ClassVar[tuple[str, ...]] = ("text", "audio", "visual")   # the modalities it can use
     aligned: ClassVar[bool] = False          # True: needs word-aligned features ("aligned_*" keys)
     ablatable: ClassVar[tuple[str, ...]] = ()  # components that `config` can switch off for ablations
+    uses_token_ids: ClassVar[bool] = False   # True: reads "text_ids"/"text_attention_mask"/"text_word_index"
 
     def __init__(self, config: ConfigBase, spec: ModelSpec) -> None:
         super().__init__()

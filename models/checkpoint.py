@@ -7,12 +7,13 @@ epoch counters and history into a JSON file next to it, so resuming continues th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -21,6 +22,9 @@ MODEL_PREFIX = "model."
 OPTIM_PREFIX = "optim."
 RNG_CPU = "rng.cpu"
 RNG_CUDA = "rng.cuda"
+
+
+LOCK_FILE = ".training.lock"
 
 
 class CheckpointError(Exception):
@@ -62,6 +66,53 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"cannot store {type(o).__name__} in a checkpoint's JSON")
 
 
+def read_safetensors(path: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file; anything else (a pickle renamed, a torn file) is refused, never executed."""
+    try:
+        return load_file(str(path), device=str(device))
+    except Exception as exc:  # noqa: BLE001 - safetensors raises several types for a bad header
+        raise CheckpointError(f"{path} is not a valid safetensors file ({exc}); SentiFlow loads weights only from "
+                              "safetensors and never unpickles checkpoints") from exc
+
+
+@contextlib.contextmanager
+def run_dir_lock(run_dir: Path) -> Iterator[None]:
+    """Hold `run_dir` for one training process; a second training into it is refused while the first runs."""
+    lock = Path(run_dir) / LOCK_FILE
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                holder = int(lock.read_text() or "0")
+            except (OSError, ValueError):
+                holder = 0
+            if holder and _alive(holder):
+                raise CheckpointError(f"run directory {run_dir} is being written by training process {holder}; "
+                                      "choose another --out") from None
+            lock.unlink(missing_ok=True)   # left by a training that died
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(str(os.getpid()))
+        break
+    else:
+        raise CheckpointError(f"cannot lock run directory {run_dir}")
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def save_weights(model: torch.nn.Module, path: str | Path) -> None:
     """Model weights (parameters and buffers) to safetensors."""
     _atomic_save(dict(model.state_dict()), Path(path))
@@ -72,7 +123,7 @@ def load_weights(model: torch.nn.Module, path: str | Path, device: str | torch.d
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"weights file not found: {path}")
-    state = load_file(str(path), device=str(device))
+    state = read_safetensors(path, device)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise CheckpointError(f"{path} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
@@ -128,7 +179,7 @@ def load_training_state(path: str | Path, model: torch.nn.Module, optimizer: tor
     tpath, jpath = path.with_suffix(".safetensors"), path.with_suffix(".json")
     if not (tpath.is_file() and jpath.is_file()):
         raise CheckpointError(f"no complete checkpoint at {path} (need {tpath.name} and {jpath.name})")
-    tensors = load_file(str(tpath), device="cpu")
+    tensors = read_safetensors(tpath, "cpu")
     info = json.loads(jpath.read_text(encoding="utf-8"))
     model_state = {k[len(MODEL_PREFIX):]: v for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
     missing, unexpected = model.load_state_dict(model_state, strict=False)

@@ -61,6 +61,7 @@ class DataConfig(ConfigBase):
     valid_fraction: float = 0.2       # share of train rows held out when the labels have no valid split
     split_seed: int = 0
     gpu_memory_fraction: float = 0.5  # put a split on the GPU whole when it needs less than this share
+    token_inputs: bool = False        # also pack the text encoder's token ids (models that fine-tune it)
 
     def __post_init__(self) -> None:
         for m, src in _default_sources().items():   # a partial `sources` mapping keeps the other defaults
@@ -168,6 +169,27 @@ class _Sample:
     mode: str
     features: dict[str, tuple[torch.Tensor, torch.Tensor]]   # modality -> (x (T, D), mask (T,))
     masked: list[str]
+    tokens: dict[str, torch.Tensor] = field(default_factory=dict)   # TOKEN_TENSORS keys -> (T_l,)
+
+
+# batch key -> tensor of the "text" extractor's entry; filler for rows without text
+TOKEN_TENSORS = {"text_ids": ("token_ids", 0), "text_attention_mask": ("attention_mask", 0),
+                 "text_word_index": ("word_index", -1)}
+
+
+def read_token_features(lookup: FeatureLookup, media_hash: str, data: DataConfig, item: MediaItem | None = None
+                        ) -> dict[str, torch.Tensor]:
+    """Token ids, attention mask and token->word index of the cached text encoding ({} when absent)."""
+    entry = lookup.entry(data.sources["text"].extractor, media_hash, item)
+    if entry is None or entry.status != "ok":
+        return {}
+    try:
+        tensors = entry.load()
+    except CacheError:
+        return {}
+    if not all(src in tensors for src, _ in TOKEN_TENSORS.values()):
+        return {}
+    return {key: tensors[src].long().reshape(-1) for key, (src, _) in TOKEN_TENSORS.items()}
 
 
 def read_sample_features(lookup: FeatureLookup, media_hash: str, data: DataConfig, item: MediaItem | None = None
@@ -259,7 +281,8 @@ def build_dataset(config: SentiFlowConfig, cache: FeatureCache, labels: LabelTab
             skipped.append({"id": row.id, "reason": "no usable features: " + "; ".join(
                 f"{m}: {why}" for m, why in absent.items())})
             continue
-        samples.append(_Sample(row.id, float(row.label), row.mode, feats, sorted(absent)))
+        tokens = read_token_features(lookup, item.media_hash, data, item) if data.token_inputs else {}
+        samples.append(_Sample(row.id, float(row.label), row.mode, feats, sorted(absent), tokens))
     if not samples:
         detail = "; ".join(f"{s['id']}: {s['reason']}" for s in skipped[:3])
         raise ConfigError(f"no labelled row has cached features (run `sentiflow extract` first); e.g. {detail}")
@@ -322,10 +345,27 @@ def _pack(samples: Sequence[_Sample], modalities: list[str], shapes: dict[str, t
         tensors[f"{prefix}{m}_mask"] = mask
     if prefix == "aligned_":   # the word mask: words that any modality covers
         tensors["aligned_mask"] = torch.stack([tensors[f"aligned_{m}_mask"] for m in modalities]).amax(0)
+    tensors.update(pack_tokens([s.tokens for s in samples]))
     tensors["present"] = present
     tensors["label"] = torch.tensor([s.label for s in samples], dtype=torch.float32)
     tensors["index"] = torch.arange(n, dtype=torch.int64)
     return PackedSplit(tensors, [s.id for s in samples])
+
+
+def pack_tokens(per_row: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Stack rows' token tensors (rows without text get the filler values); {} when no row has tokens."""
+    lengths = {t.numel() for row in per_row for t in row.values()}
+    if not lengths:
+        return {}
+    n_tok = max(lengths)
+    out = {}
+    for key, (_, fill) in TOKEN_TENSORS.items():
+        x = torch.full((len(per_row), n_tok), fill, dtype=torch.int64)
+        for i, row in enumerate(per_row):
+            if key in row:
+                x[i, : row[key].numel()] = row[key]
+        out[key] = x
+    return out
 
 
 def fits_on_device(split: PackedSplit, device: torch.device, fraction: float) -> bool:

@@ -14,7 +14,7 @@ import torch
 
 from extractors.base import MediaItem
 from models.base import SentimentModel
-from models.datasets import MODALITIES, DataConfig, read_sample_features
+from models.datasets import MODALITIES, DataConfig, pack_tokens, read_sample_features, read_token_features
 from models.metrics import SCORE_RANGE
 from pipeline.features import FeatureLookup
 
@@ -95,6 +95,9 @@ def score_cached(model: SentimentModel, record: dict[str, Any], lookup: FeatureL
         for m in MODALITIES:
             setattr(row, f"present_{m}", int(m in feats))
         batch, masked, problem = assemble(feats, record)
+        if data.token_inputs and not problem:
+            batch.update({k: v for k, v in pack_tokens([read_token_features(lookup, item.media_hash, data, item)]
+                                                       ).items()})
         if problem:
             row.status, row.reason = REFUSED, problem
             continue

@@ -70,11 +70,18 @@ def run_demo(args: argparse.Namespace) -> int:
     print("[3/3] scoring every clip")
     scores = api.score_media([r.path for r in labels], run_dir, str(out / "cache"),
                              out_file=str(out / "scores.csv"), device=args.device)
-    table = scores.copy()
-    truth = {str(Path(r.path).resolve()): (r.label, r.mode) for r in labels}
-    path_col = "path" if "path" in table.columns else table.columns[0]
-    table["label"] = [truth.get(str(Path(p).resolve()), (float("nan"), ""))[0] for p in table[path_col]]
-    table["split"] = [truth.get(str(Path(p).resolve()), (float("nan"), ""))[1] for p in table[path_col]]
-    print(table.to_string(index=False))
+    truth = {str(Path(r.path).resolve()): r for r in labels}
+    rows = []
+    for rec in scores.to_dict("records"):
+        row = truth.get(str(Path(rec.get("path", "")).resolve()))
+        present = "".join(m[0].upper() for m in ("text", "audio", "visual") if rec.get(f"present_{m}"))
+        rows.append({"clip": rec.get("id", ""), "split": row.mode if row else "", "intended": row.label if row else "",
+                     "score": round(float(rec["score"]), 2) if rec.get("status") == "scored" else "",
+                     "polarity": rec.get("polarity", ""), "modalities": present or "-",
+                     "note": rec.get("reason") or rec.get("masked") or ""})
+    import pandas as pd
+
+    print(pd.DataFrame(rows).to_string(index=False))
+    print(f"model: {scores['model'].iloc[0] if 'model' in scores and len(scores) else '?'}")
     print(f"outputs: {out}/scores.csv, {run_dir}/ (metrics.json, loss_curve.png)")
     return 0

@@ -101,6 +101,10 @@ class IsolatedWorker:
             except RuntimeError as exc:
                 return Interrupted(str(exc))
         assert self.proc is not None and self.conn is not None
+        rss = _rss_bytes(self.proc.pid or 0)
+        if max_rss_bytes and rss > max_rss_bytes:
+            return self._stopped(f"exceeded the memory limit before any work: the extraction process holds "
+                                 f"{rss / 2**30:.2f} GiB > {max_rss_bytes / 2**30:.2f} GiB (extraction.max_memory_gib)")
         self.conn.send((paths, extras))
         start = time.monotonic()
         while True:

@@ -8,7 +8,7 @@ from typing import Any
 from pipeline.config import ConfigBase
 from pipeline.media import MediaConfig
 
-DEFAULT_EXTRACTORS = ["logmel", "acoustic", "tonal", "transcript", "text"]
+DEFAULT_EXTRACTORS = ["logmel", "acoustic", "tonal", "face", "fer", "transcript", "text", "aligned"]
 
 
 @dataclass

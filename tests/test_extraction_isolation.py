@@ -28,13 +28,14 @@ def test_isolated_run_matches_in_process_run(tmp_path: Path) -> None:
 
 
 def test_slow_file_is_cut_off_and_others_finish(tmp_path: Path) -> None:
-    long_clip = make_clip(tmp_path / "long.wav", seconds=240.0, video=False)
+    long_clip = make_clip(tmp_path / "long.wav", seconds=1800.0, video=False)
     short = make_clip(tmp_path / "short.mp4", seconds=0.5)
-    # a budget no real extraction of 4 minutes of audio can meet, while the short clip is cheap
-    cfg = config(timeout_seconds=1.5, timeout_per_media_second=0.0)
+    # a budget no real extraction of 30 minutes of audio can meet (decoding alone takes longer), while the
+    # short clip needs a few tens of milliseconds
+    cfg = config(timeout_seconds=1.0, timeout_per_media_second=0.0)
     summary = ExtractionRunner(cfg, FeatureCache(tmp_path / "c")).run([long_clip, short], progress=False)
     out = {Path(i.path).name: i for i in summary.items}
-    assert out["long.wav"].status == "failed" and "timed out after 2 s" in out["long.wav"].reason
+    assert out["long.wav"].status == "failed" and "timed out after 1 s" in out["long.wav"].reason  # retried alone: 1 s
     assert out["short.mp4"].status == "done"
     assert any("timed out" in f["reason"] for f in FeatureCache(tmp_path / "c").failures())
 

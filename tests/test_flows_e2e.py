@@ -237,6 +237,9 @@ def test_extract_train_score_through_prefect_cli(stack: Stack):
     assert (frame["status"] != "failed").all(), frame.to_string()
     assert all(math.isfinite(v) and -3.5 <= v <= 3.5 for v in frame["score"])
     assert "3 scored" in _artifacts(stack, "scores")[0].data
+    # the score flow's extraction step found the clips already cached (its plan keys agree with the runner's)
+    planned = json.loads(_artifacts(stack, "score-extract-summary")[0].data)
+    assert [r["status"] for r in planned] == ["cached"] * 3, planned
 
     stack.run("evaluate/default", {"run_dir": str(run_dir), "root": str(mosi), "folds": str(tmp / "folds.json"),
                                    "split": "all", "device": "cpu", "out_dir": str(tmp / "eval")})

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from media_factory import make_clip
-from models.datasets import DataConfig, PackedDataset, PackedSplit, build_dataset
+from models.datasets import DataConfig, PackedDataset, build_dataset
 from pipeline.cache import FeatureCache
 from pipeline.cli import main
 from pipeline.config import ConfigError

@@ -151,6 +151,7 @@ class HybridModal(SentimentModel):
     Config = HybridModalConfig
     modalities = ("text", "audio", "visual")
     aligned = True
+    uses_token_ids = True   # fine-tunes the text encoder from token ids
     ablatable = ("use_msg_t", "use_msg_av", "use_mba", "use_shift_loss")
 
     def __init__(self, config: HybridModalConfig, spec: ModelSpec) -> None:

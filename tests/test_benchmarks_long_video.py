@@ -1,0 +1,46 @@
+"""The long-video maker used by benchmarks/memory_vs_length.py: real ffmpeg concatenation of the sample clips."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from make_long_video import make_long_video, plan_concat  # noqa: E402
+
+from pipeline.media import probe  # noqa: E402
+
+SAMPLES = ROOT / "sample_videos" / "astro_front"
+
+
+def test_plan_concat_repeats_clips_in_order_until_long_enough() -> None:
+    clips = [Path("a.mp4"), Path("b.mp4")]
+    assert plan_concat(clips, [4.0, 5.0], 12.0) == [Path("a.mp4"), Path("b.mp4"), Path("a.mp4")]
+    assert plan_concat(clips, [4.0, 5.0], 3.0) == [Path("a.mp4")]
+
+
+def test_plan_concat_rejects_no_duration() -> None:
+    with pytest.raises(ValueError, match="no clips with a positive duration"):
+        plan_concat([], [], 10.0)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None or not SAMPLES.is_dir(), reason="needs ffmpeg and sample_videos/")
+def test_make_long_video_concatenates_sample_clips(tmp_path: Path) -> None:
+    clips = sorted(SAMPLES.glob("*.mp4"))
+    one = probe(clips[0]).duration
+    out = tmp_path / "long.mp4"
+    duration = make_long_video([SAMPLES], 2.5 * one, out)
+    info = probe(out)
+    assert info.has_video and info.has_audio
+    assert duration == pytest.approx(info.duration)
+    assert 2.5 * one <= duration <= 2.5 * one + max(probe(c).duration for c in clips) + 0.5
+
+
+def test_make_long_video_reports_missing_input(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="nope"):
+        make_long_video([tmp_path / "nope"], 10.0, tmp_path / "out.mp4")
