@@ -18,6 +18,8 @@ from typing import Any, Iterator
 import torch
 from safetensors.torch import load_file, save_file
 
+from pipeline.processes import pid_alive
+
 MODEL_PREFIX = "model."
 OPTIM_PREFIX = "optim."
 RNG_CPU = "rng.cpu"
@@ -87,7 +89,7 @@ def run_dir_lock(run_dir: Path) -> Iterator[None]:
                 holder = int(lock.read_text() or "0")
             except (OSError, ValueError):
                 holder = 0
-            if holder and _alive(holder):
+            if holder and pid_alive(holder):
                 raise CheckpointError(f"run directory {run_dir} is being written by training process {holder}; "
                                       "choose another --out") from None
             lock.unlink(missing_ok=True)   # left by a training that died
@@ -101,16 +103,6 @@ def run_dir_lock(run_dir: Path) -> Iterator[None]:
         yield
     finally:
         lock.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def save_weights(model: torch.nn.Module, path: str | Path) -> None:

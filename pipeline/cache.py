@@ -17,6 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from pipeline.config import stable_hash
+from pipeline.processes import pid_alive
 
 TENSORS_FILE = "tensors.safetensors"
 META_FILE = "meta.json"
@@ -240,7 +241,7 @@ class FeatureCache:
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 holder = self.claim_holder(key)
-                if holder is not None and _pid_alive(holder):
+                if holder is not None and pid_alive(holder):
                     return False
                 path.unlink(missing_ok=True)   # stale: its process is gone
                 continue
@@ -269,7 +270,7 @@ class FeatureCache:
         if claims.is_dir():
             for c in claims.iterdir():
                 holder = self.claim_holder(c.name)
-                if holder is None or not _pid_alive(holder):
+                if holder is None or not pid_alive(holder):
                     c.unlink(missing_ok=True)
                     removed += 1
         tmp_root = self.root / "tmp"
@@ -280,7 +281,7 @@ class FeatureCache:
             if len(parts) < 3 or not parts[-2].isdigit():
                 continue
             pid = int(parts[-2])
-            if _pid_alive(pid):
+            if pid_alive(pid):
                 continue
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
             removed += 1
@@ -306,16 +307,6 @@ class FeatureCache:
                     shutil.rmtree(entry.path, ignore_errors=True)
                     removed["stale"] += 1
         return removed
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _check_entry(entry: CacheEntry) -> str | None:
