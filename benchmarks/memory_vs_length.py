@@ -107,13 +107,14 @@ def child(video: str, extractors: list[str], device: str, out: str, sample_secon
     Path(out).write_text(json.dumps(result), encoding="utf-8")
 
 
-def run_child(video: Path, extractors: list[str], device: str, sample_seconds: float) -> dict[str, Any]:
-    """Run `child` in a fresh Python process (argument list, no shell) and read its JSON."""
+def run_child(video: Path, extractors: list[str], device: str, sample_seconds: float,
+              env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run `child` in a fresh Python process (argument list, no shell, `env` added) and read its JSON."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(video), "--child-out", str(out),
                "--device", device, "--sample-seconds", str(sample_seconds), "--extractors", *extractors]
-        proc = subprocess.run(cmd, check=False)
+        proc = subprocess.run(cmd, check=False, env={**os.environ, **(env or {})})
         if proc.returncode != 0 or not out.exists():
             raise RuntimeError(f"child extraction of {video} failed with exit code {proc.returncode}")
         return json.loads(out.read_text(encoding="utf-8"))
@@ -128,7 +129,8 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, info: dict[s
              "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()) +
              f"; load average at start {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min)", "",
              f"Extractors: {', '.join(args.extractors)}; device {args.device}; input: sample_videos/ clips "
-             "concatenated (256x256, 25 fps, AAC 44.1 kHz).", "",
+             "concatenated (256x256, 25 fps, AAC 44.1 kHz)"
+             + (f"; child environment: {' '.join(args.child_env)}" if args.child_env else "") + ".", "",
              "| video | duration s | wall s | x real time | peak RSS MiB | RSS before extraction MiB | result |",
              "|---|---|---|---|---|---|---|"]
     for r in results:
@@ -168,6 +170,8 @@ def main() -> int:
                     help="folder for the generated long videos (reused when present)")
     ap.add_argument("--max-ratio", type=float, default=1.5)
     ap.add_argument("--sample-seconds", type=float, default=1.0)
+    ap.add_argument("--child-env", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="environment for the extraction processes, e.g. MALLOC_MMAP_THRESHOLD_=131072")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--child-out", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -177,6 +181,10 @@ def main() -> int:
     from machine import machine_info
     from make_long_video import make_long_video
 
+    bad = [e for e in args.child_env if "=" not in e]
+    if bad:
+        ap.error(f"--child-env takes KEY=VALUE, got {bad}")
+    env = dict(e.split("=", 1) for e in args.child_env)
     info = machine_info()
     load = os.getloadavg()
     print("machine:", json.dumps(info), "load:", load, flush=True)
@@ -185,7 +193,7 @@ def main() -> int:
         video = Path(args.work) / f"long_{minutes:g}min.mp4"
         if not video.exists():
             make_long_video([Path(p) for p in args.inputs], minutes * 60, video)
-        r = run_child(video, args.extractors, args.device, args.sample_seconds)
+        r = run_child(video, args.extractors, args.device, args.sample_seconds, env)
         print(f"{video.name}: {r['duration']:.0f} s of video in {r['wall_s']:.0f} s, peak RSS "
               f"{r['peak_rss_mib']:.0f} MiB, states {r['states']}", flush=True)
         results.append(r)
