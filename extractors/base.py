@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Sequence, TypeVar
+from typing import Any, ClassVar, Sequence, TypeVar
 
 import torch
 
@@ -156,11 +155,3 @@ def sequence_features(x: torch.Tensor, times: torch.Tensor, length: int, mode: s
         "mask": mask,
         "length": torch.tensor([true_len], dtype=torch.int64),
     }
-
-
-def config_fields(cls: type[ConfigBase]) -> list[str]:
-    """Names of a config dataclass's fields (for help texts)."""
-    return [f.name for f in dataclasses.fields(cls)]
-
-
-ExtractorFactory = Callable[..., Extractor]

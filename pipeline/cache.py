@@ -283,7 +283,7 @@ class FeatureCache:
             pid = int(parts[-2])
             if pid_alive(pid):
                 continue
-            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            _remove(p)
             removed += 1
         return removed
 
@@ -295,7 +295,7 @@ class FeatureCache:
         if tmp_root.is_dir():
             for p in tmp_root.iterdir():
                 if now - p.stat().st_mtime >= temp_older_than_s:
-                    shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+                    _remove(p)
                     removed["temp"] += 1
         for entry in list(self.entries()):
             if _check_entry(entry) is not None:
@@ -307,6 +307,14 @@ class FeatureCache:
                     shutil.rmtree(entry.path, ignore_errors=True)
                     removed["stale"] += 1
         return removed
+
+
+def _remove(path: Path) -> None:
+    """Delete a file or a directory tree, ignoring what is already gone."""
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _check_entry(entry: CacheEntry) -> str | None:

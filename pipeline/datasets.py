@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from pipeline.labels import MODES, LabelError, LabelRow, LabelTable, confine, read_labels
+from pipeline.labels import MODES, LabelError, LabelRow, LabelTable, find_media, read_labels
 from pipeline.media import MEDIA_EXTENSIONS
 
 FOLDS_DIR = Path(__file__).with_name("folds")           # packaged CMU-MultimodalSDK standard folds (JSON)
@@ -242,12 +242,7 @@ def load_cmu_raw(root: str | os.PathLike, dataset: str = "mosi", folds: str | os
         if rid in seen:
             raise DatasetError(f"{source}: segment {rid} is labelled twice")
         seen.add(rid)
-        media = None
-        for ext in sorted(MEDIA_EXTENSIONS):
-            candidate = confine(video_dir, f"{rid}{ext}")
-            if candidate.is_file():
-                media = candidate
-                break
+        media = find_media(video_dir, rid)
         expected[rid] = video_dir / f"{rid}.mp4"
         rows.append(LabelRow(id=rid, text=text, label=label, mode=mode or "train", video_id=vid, clip_id=seg,
                              path=str(media) if media else None, language="en"))
@@ -347,12 +342,7 @@ def load_urfunny(root: str | os.PathLike, folds: str | os.PathLike | None = None
         mode = FOLD_ALIASES.get((rec.get("mode") or "").strip().lower(), "") if "mode" in cols else ""
         if "mode" in cols and not mode:
             raise DatasetError(f"{csv_path}:{n}: mode {rec.get('mode')!r} is not train, valid (dev) or test")
-        media = None
-        for ext in sorted(MEDIA_EXTENSIONS):
-            candidate = confine(video_dir, f"{rid}{ext}")
-            if candidate.is_file():
-                media = candidate
-                break
+        media = find_media(video_dir, rid)
         expected[rid] = video_dir / f"{rid}.mp4"
         rows.append(LabelRow(id=rid, text=(rec.get("text") or "").strip(), label=float(raw), mode=mode or "train",
                              video_id=rid, clip_id=rid, path=str(media) if media else None, language="en"))

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from extractors.base import (Extractor, Features, FeatureUnavailable, MediaItem, build_extractor,
                              get_extractor_class)
-from pipeline.cache import STATUS_MISSING, CacheError, FeatureCache, feature_key, hash_file
+from pipeline.cache import STATUS_MISSING, CacheEntry, CacheError, FeatureCache, feature_key, hash_file
 from pipeline.media import MEDIA_EXTENSIONS, MediaError, probe
 from pipeline.settings import SentiFlowConfig
 
@@ -214,8 +214,6 @@ class ExtractionRunner:
             return None, outcome
         outcome.media_hash = media_hash
         outcome.duration = info.duration
-        if info.duration < self.config.media.min_duration_seconds and info.duration > 0:
-            pass  # very short media still gets whatever its extractors can make of it
         self.cache.put_media_record(media_hash, {"sources": [str(path.resolve())], "probe": info.to_dict()})
         return MediaItem(path=str(path), media_hash=media_hash, info=info,
                          extras=dict(extras.get(str(path), {}))), outcome
@@ -233,8 +231,7 @@ class ExtractionRunner:
                 out.keys[extractor.name] = key
                 entry = self.cache.get(key)
                 if entry is not None:
-                    out.extractors[extractor.name] = (CACHED if entry.status != STATUS_MISSING
-                                                      else f"missing: {entry.meta.get('reason', '')}")
+                    out.extractors[extractor.name] = _cached_state(entry)
                     continue
                 why = extractor.missing_reason(item)
                 if why:
@@ -246,10 +243,8 @@ class ExtractionRunner:
                     waiting.append((item, out, key))   # another process is computing it right now
                     continue
                 todo.append((item, out, key))
-            for item, out, key in todo:
-                for dep in extractor.depends_on:
-                    dep_key = out.keys.get(dep)
-                    item.extras.setdefault("upstream", {})[dep] = self.cache.get(dep_key) if dep_key else None
+            for item, out, _ in todo:
+                self._attach_upstream(extractor, item, out)
             try:
                 if todo:
                     self._extract(extractor, todo)
@@ -311,6 +306,12 @@ class ExtractionRunner:
                 self.cache.log_failure({"path": item.path, "media_hash": item.media_hash,
                                         "extractor": extractor.name, "reason": reason})
 
+    def _attach_upstream(self, extractor: Extractor, item: MediaItem, out: ItemOutcome) -> None:
+        """Hand the extractor the cached entries of the extractors it depends on."""
+        for dep in extractor.depends_on:
+            dep_key = out.keys.get(dep)
+            item.extras.setdefault("upstream", {})[dep] = self.cache.get(dep_key) if dep_key else None
+
     def _wait_for_others(self, extractor: Extractor, waiting: list[tuple[MediaItem, ItemOutcome, str]]) -> None:
         """Wait for entries another live process is computing; compute those whose claimant died."""
         pending = list(waiting)
@@ -319,13 +320,10 @@ class ExtractionRunner:
             for item, out, key in pending:
                 entry = self.cache.get(key)
                 if entry is not None:
-                    out.extractors[extractor.name] = (CACHED if entry.status != STATUS_MISSING
-                                                      else f"missing: {entry.meta.get('reason', '')}")
+                    out.extractors[extractor.name] = _cached_state(entry)
                 elif self.cache.claim(key):
                     try:
-                        for dep in extractor.depends_on:
-                            dep_key = out.keys.get(dep)
-                            item.extras.setdefault("upstream", {})[dep] = self.cache.get(dep_key) if dep_key else None
+                        self._attach_upstream(extractor, item, out)
                         self._extract(extractor, [(item, out, key)])
                     finally:
                         self.cache.release(key)
@@ -340,6 +338,11 @@ class ExtractionRunner:
                 "config": extractor.cache_config(), "media_hash": item.media_hash, "source": item.path,
                 "reason": why}
         self.cache.put(key, {}, meta, status=STATUS_MISSING)
+
+
+def _cached_state(entry: CacheEntry) -> str:
+    """An item's per-extractor state when the entry already exists: cached, or missing with the reason."""
+    return CACHED if entry.status != STATUS_MISSING else f"missing: {entry.meta.get('reason', '')}"
 
 
 def item_key(extractor: Extractor, media_hash: str, item: MediaItem | None = None,

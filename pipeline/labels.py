@@ -63,16 +63,24 @@ def confine(root: Path, relative: str) -> Path:
     return candidate
 
 
+def find_media(folder: Path, stem: str) -> Path | None:
+    """`folder/<stem>.<media extension>` if such a file exists (confined to `folder`), else None."""
+    for ext in sorted(MEDIA_EXTENSIONS):
+        p = confine(folder, f"{stem}{ext}")
+        if p.is_file():
+            return p
+    return None
+
+
 def find_clip(root: Path, video_id: str, clip_id: str) -> Path | None:
     """Media file of an MMSA clip: root[/Raw]/<video_id>/<clip_id>.<ext> (None if absent)."""
     for base in (root, root / "Raw"):
         folder = confine(base, video_id) if base.exists() else None
         if folder is None or not folder.is_dir():
             continue
-        for ext in sorted(MEDIA_EXTENSIONS):
-            p = confine(folder, f"{clip_id}{ext}")
-            if p.is_file():
-                return p
+        media = find_media(folder, clip_id)
+        if media is not None:
+            return media
     return None
 
 

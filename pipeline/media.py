@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,7 +32,6 @@ class MediaConfig(ConfigBase):
     max_frame_side: int = 1280          # frames are resized so their longer side is at most this (4K safety)
     audio_chunk_seconds: float = 30.0   # audio is decoded and processed in chunks of this length
     frame_chunk_size: int = 64          # frames are yielded in chunks of this many
-    min_duration_seconds: float = 0.05  # shorter media is refused as empty
 
 
 @dataclass
@@ -250,8 +248,3 @@ def iter_audio(
 def read_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
     """Decode a whole audio stream to mono float32 (for short clips and tests)."""
     return np.concatenate(list(iter_audio(path, sample_rate, chunk_seconds=600.0)))
-
-
-def n_expected_frames(duration: float, fps: float) -> int:
-    """Number of frames sampling at `fps` yields for `duration` seconds."""
-    return max(0, int(math.ceil(duration * fps - 1e-6)))
