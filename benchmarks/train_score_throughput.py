@@ -49,17 +49,31 @@ def sync(device: torch.device) -> None:
 
 
 def epoch_seconds(model_name: str, spec: ModelSpec, data: PackedDataset, batch: int, epochs: int,
-                  device: torch.device) -> tuple[float, list[float], str]:
+                  device: torch.device, compile_model: bool = False) -> tuple[float, list[float], str]:
     """Median train seconds per epoch over `epochs` timed epochs (after one warm-up epoch), and the AMP dtype."""
     torch.manual_seed(0)
     model = build_model(model_name, spec, {})
-    cfg = TrainConfig(epochs=epochs + 1, batch_size=batch, patience=0, checkpoint_every=10_000)
+    cfg = TrainConfig(epochs=epochs + 1, batch_size=batch, patience=0, checkpoint_every=10_000, compile=compile_model)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(model, data, cfg, tmp, device)
         trainer.fit()
         secs = [h["train_seconds"] for h in trainer.state["history"]][1:]
     dtype = amp_dtype(cfg, device)
     return sorted(secs)[len(secs) // 2], secs, str(dtype) if dtype else "off"
+
+
+def full_run_seconds(model_name: str, spec: ModelSpec, data: PackedDataset, batch: int, epochs: int,
+                     device: torch.device, compile_model: bool = False) -> float:
+    """Wall seconds of one real `epochs`-epoch Trainer.fit (set-up, every epoch, checkpoints), not an estimate."""
+    torch.manual_seed(0)
+    model = build_model(model_name, spec, {})
+    cfg = TrainConfig(epochs=epochs, batch_size=batch, patience=0, checkpoint_every=10_000, compile=compile_model)
+    with tempfile.TemporaryDirectory() as tmp:
+        sync(device)
+        t = time.perf_counter()
+        Trainer(model, data, cfg, tmp, device).fit()
+        sync(device)
+        return time.perf_counter() - t
 
 
 def score_rate(model_name: str, spec: ModelSpec, rows: int, batch: int, device: torch.device) -> float:
@@ -88,6 +102,11 @@ def main() -> int:
     ap.add_argument("--score-rows", type=int, default=4096)
     ap.add_argument("--score-batch-sizes", type=int, nargs="+", default=[256, 2048])
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    ap.add_argument("--compile", action="store_true", help="train with train.compile (torch.compile in place)")
+    ap.add_argument("--full-run-epochs", type=int, default=0,
+                    help="also time one real training run of this many epochs (e.g. 200) at the largest batch size")
+    ap.add_argument("--valid-rows", type=int, default=229,
+                    help="validation rows evaluated after every epoch of the real run (229 = CMU-MOSI's valid split)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -100,12 +119,21 @@ def main() -> int:
     params = count_parameters(build_model(args.model, spec, {}))
     train_rows = []
     for b in args.batch_sizes:
-        med, secs, amp = epoch_seconds(args.model, spec, data, b, args.epochs, device)
+        med, secs, amp = epoch_seconds(args.model, spec, data, b, args.epochs, device, args.compile)
         mosi_epoch = med * MOSI_ROWS / args.rows
         train_rows.append({"batch": b, "epoch_s": med, "epoch_s_all": secs, "amp": amp,
                            "mosi_epoch_s": mosi_epoch, "200_epochs_s": 200 * mosi_epoch})
         print(f"batch {b}: epoch of {args.rows} rows {med:.2f} s -> 200 MOSI epochs {200 * mosi_epoch:.0f} s",
               flush=True)
+    full_run = None
+    if args.full_run_epochs:
+        b = max(args.batch_sizes)
+        with_valid = PackedDataset({"train": table2_split(args.rows, 0), "valid": table2_split(args.valid_rows, 2)},
+                                   list(TABLE2), spec.dims, spec.seq_lens)
+        secs = full_run_seconds(args.model, spec, with_valid, b, args.full_run_epochs, device, args.compile)
+        full_run = {"batch": b, "epochs": args.full_run_epochs, "rows": args.rows, "valid_rows": args.valid_rows,
+                    "wall_s": secs}
+        print(f"real run: {args.full_run_epochs} epochs of {args.rows} rows at batch {b}: {secs:.1f} s", flush=True)
     score_rows = []
     for b in args.score_batch_sizes:
         r = score_rate(args.model, spec, args.score_rows, b, device)
@@ -118,7 +146,7 @@ def main() -> int:
          "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()) + f"; torch threads {torch.get_num_threads()}; "
          f"load average (1/5/15 min) at start {'/'.join(f'{x:.1f}' for x in load_start)}, at end "
          f"{'/'.join(f'{x:.1f}' for x in load_end)}", "",
-         f"Model `{args.model}`, {params:,} parameters. Data: **synthetic** random-normal rows of the paper's Table 2 "
+         f"Model `{args.model}`, {params:,} parameters{', torch.compile' if args.compile else ''}. Data: **synthetic** random-normal rows of the paper's Table 2 "
          f"shapes (L 100x1024, A 128x128, V 64x8), {args.rows} rows per epoch, resident on the device. Paper (GTX "
          f"1080): 200 epochs in 73 min ({PAPER_200_EPOCHS_S} s), scoring {PAPER_SCORE_MS} ms/sample "
          f"({1000 / PAPER_SCORE_MS:.0f} samples/s). Issue #8 targets (H100): 200 epochs < {TARGET_200_EPOCHS_S:.0f} s, "
@@ -130,6 +158,11 @@ def main() -> int:
         L.append(f"| {r['batch']} | {r['amp']} | {r['epoch_s']:.2f} | {r['mosi_epoch_s']:.1f} | "
                  f"{r['200_epochs_s']:.0f} | "
                  f"{PAPER_200_EPOCHS_S / r['200_epochs_s']:.2f}x |")
+    if full_run:
+        L += ["", f"Real run (not scaled): `Trainer.fit` for {full_run['epochs']} epochs of {full_run['rows']} rows, "
+              f"validating on {full_run['valid_rows']} rows after each epoch, at batch {full_run['batch']}: **{full_run['wall_s']:.1f} s** wall "
+              f"({PAPER_200_EPOCHS_S * full_run['epochs'] / 200 * full_run['rows'] / MOSI_ROWS / full_run['wall_s']:.1f}x "
+              "the paper's pace per row-epoch)."]
     L += ["", "| scoring batch | samples/s | ms per sample | speed vs paper (>1 = faster) |", "|---|---|---|---|"]
     for r in score_rows:
         L.append(f"| {r['batch']} | {r['samples_per_s']:.0f} | {1000 / r['samples_per_s']:.3f} | "
@@ -144,7 +177,7 @@ def main() -> int:
         Path(args.report).write_text(text, encoding="utf-8")
         Path(args.report).with_suffix(".json").write_text(json.dumps(
             {"machine": info, "load_start": load_start, "load_end": load_end, "parameters": params,
-             "train": train_rows, "score": score_rows}, indent=1), encoding="utf-8")
+             "train": train_rows, "full_run": full_run, "score": score_rows}, indent=1), encoding="utf-8")
     return 0
 
 

@@ -10,6 +10,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows import settings
+from flows.report import attach_report
 from flows.train import metrics_markdown
 
 INLINE_PLOT_BYTES = 1_500_000   # plots up to this size are embedded in the artifact; larger ones are linked
@@ -48,7 +49,8 @@ def evaluate(run_dir: str | None = None, dataset: str = "mosi", root: str | None
     table: LabelTable = ds.table if split == "all" else ds.table.split(split)
     if not len(table):
         raise settings.FlowSettingError(f"{dataset} at {root_path} has no rows in split {split!r}")
-    metrics = evaluate_run(run, table, settings.cache_dir(cache), out_dir=out_dir, device=device,
+    target = Path(out_dir).expanduser() if out_dir else run / "eval" / f"{dataset}-{split}"
+    metrics = evaluate_run(run, table, settings.cache_dir(cache), out_dir=target, device=device,
                            extract_missing=extract_missing)
     scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
     create_table_artifact(key="evaluate-metrics", table=[{"metric": k, "value": v} for k, v in scalars.items()],
@@ -57,4 +59,5 @@ def evaluate(run_dir: str | None = None, dataset: str = "mosi", root: str | None
                              scalars) + "\n" + plots_markdown(metrics.get("plots", {})),
                              description=f"metrics and plots of {run} on {dataset} {split}")
     print({k: v for k, v in scalars.items()})
+    metrics["report"] = attach_report([run, target], target / "report", f"{run.name} on {dataset} {split}")
     return metrics

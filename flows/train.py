@@ -32,6 +32,14 @@ def metrics_markdown(title: str, metrics: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def with_dataset_task(options: dict[str, Any] | None, task: str) -> dict[str, Any]:
+    """Training options, with the dataset's own task (UR-FUNNY: binary humor, labels 0/1) unless `task:` is set."""
+    opts = dict(options or {})
+    if "task" not in opts and task == "binary":
+        opts["task"] = {"kind": "binary", "threshold": 0.5}
+    return opts
+
+
 @flow(name="train", log_prints=True)
 def train(dataset: str = "mosi", root: str | None = None, model: str = "vae_amdt", cache: str | None = None,
           runs: str | None = None, run_name: str | None = None, config: str | None = None, device: str = "auto",
@@ -51,7 +59,7 @@ def train(dataset: str = "mosi", root: str | None = None, model: str = "vae_amdt
     out_dir = settings.runs_dir(runs) / name
     run_dir = train_model(settings.cache_dir(cache), ds.table, model, out_dir,
                           config_path=settings.config_path(config), device=device, modalities=modalities,
-                          options=options, extract_missing=extract_missing)
+                          options=with_dataset_task(options, ds.task), extract_missing=extract_missing)
     summary = _read_json(Path(run_dir) / "metrics.json")
     create_markdown_artifact(key="train-summary", markdown=metrics_markdown(
         f"{model} on {dataset}: {run_dir}", summary if isinstance(summary, dict) else {}),

@@ -37,6 +37,7 @@ class ModelSpec(ConfigBase):
     task: str = "regression"
     n_outputs: int = 1
     n_languages: int = 1
+    pos_weight: list[float] = field(default_factory=list)    # binary/multilabel BCE weight of positives, per output
 
 
 @dataclass
@@ -64,6 +65,14 @@ class SentimentModel(nn.Module, ABC):
             raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {spec.task!r}")
         self.config = config
         self.spec = spec
+        if spec.pos_weight:
+            if spec.task not in ("binary", "multilabel") or len(spec.pos_weight) != spec.n_outputs:
+                raise ConfigError(f"spec.pos_weight needs {spec.n_outputs} weight(s) for a binary or multilabel "
+                                  f"task, got {spec.pos_weight} for {spec.task}")
+            self.register_buffer("bce_pos_weight", torch.tensor(spec.pos_weight, dtype=torch.float32),
+                                 persistent=False)
+        else:
+            self.bce_pos_weight = None
 
     @abstractmethod
     def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
@@ -88,13 +97,18 @@ class SentimentModel(nn.Module, ABC):
         return pred.argmax(-1)
 
     def task_loss(self, prediction: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        """The task's standard loss (L1 for regression as in the MSA papers, BCE, CE)."""
+        """The task's standard loss (L1 for regression as in the MSA papers, BCE with `spec.pos_weight`, CE)."""
         if self.spec.task == "regression":
             return nn.functional.l1_loss(prediction.squeeze(-1), label.float())
+        pos_weight = self.bce_pos_weight
+        if pos_weight is not None:
+            pos_weight = pos_weight.to(prediction.device)
         if self.spec.task == "binary":
-            return nn.functional.binary_cross_entropy_with_logits(prediction.squeeze(-1), label.float())
+            return nn.functional.binary_cross_entropy_with_logits(
+                prediction.float().squeeze(-1), label.float().reshape(-1), pos_weight=pos_weight)
         if self.spec.task == "multilabel":
-            return nn.functional.binary_cross_entropy_with_logits(prediction, label.float())
+            return nn.functional.binary_cross_entropy_with_logits(prediction.float(), label.float(),
+                                                                  pos_weight=pos_weight)
         return nn.functional.cross_entropy(prediction, label.long())
 
 

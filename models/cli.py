@@ -20,8 +20,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, help="model name (default: vae_amdt_small, the compact VAE-AMDT)")
     p.add_argument("--out", required=True, help="run directory to create")
     p.add_argument("--config", help="feature config YAML (the one the cache was built with)")
-    p.add_argument("--options", help="YAML with sections model:, train:, data: (e.g. train: {epochs: 20})")
+    p.add_argument("--options", help="YAML with sections model:, train:, data:, task: (e.g. train: {epochs: 20})")
     p.add_argument("--modalities", help="comma list, e.g. text or text,audio (default: all available)")
+    add_task_arguments(p)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p.add_argument("--extract", action="store_true", help="first extract features the rows lack")
     p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
@@ -34,6 +35,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--media-root", help="folder the MMSA ids resolve under")
     p.add_argument("--out", help="folder for metrics.json, predictions.csv and plots (default: RUN/eval/NAME)")
     p.add_argument("--device", default="auto")
+    add_task_arguments(p, evaluate=True)
     p.set_defaults(func=run_evaluate)
 
     p = sub.add_parser("score", help="sentiment scores in [-3, 3] for media files or folders")
@@ -43,6 +45,45 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="write the table here (.csv, .parquet or .jsonl)")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=run_score)
+
+
+def add_task_arguments(p: argparse.ArgumentParser, evaluate: bool = False) -> None:
+    """The task flags (`--task KIND --label-columns ... --pos-weight ... --n-classes N --threshold X`)."""
+    from models.tasks import TASK_KINDS
+
+    what = "check against the run's task: " if evaluate else ""
+    p.add_argument("--task", choices=TASK_KINDS, help=what + "regression (default), binary (e.g. UR-FUNNY humor), "
+                   "classification (7-class sentiment) or multilabel (emotions)")
+    p.add_argument("--label-columns", help=what + "comma list of label CSV columns, e.g. "
+                   "happy,sad,anger,surprise,disgust,fear (multilabel: one output each)")
+    if not evaluate:
+        p.add_argument("--pos-weight", help="binary/multilabel BCE positive weights: auto (neg/pos on train), "
+                       "none, or a comma list w1,w2,...")
+    p.add_argument("--n-classes", type=int, help=what + "classification: number of classes (default 7)")
+    p.add_argument("--threshold", type=float, help=what + "binary: label > X is positive (UR-FUNNY 0/1: 0.5)")
+
+
+def task_options(args: argparse.Namespace, options: dict) -> dict:
+    """Training options with the task flags merged into their `task:` section (flags win)."""
+    task = dict(options.get("task") or {})
+    if getattr(args, "task", None):
+        task["kind"] = args.task
+    if getattr(args, "label_columns", None):
+        task["label_columns"] = [c.strip() for c in args.label_columns.split(",") if c.strip()]
+    pos = getattr(args, "pos_weight", None)
+    if pos:
+        if pos in ("auto", "none"):
+            task["pos_weight"] = pos
+        else:
+            try:
+                task["pos_weight"] = [float(w) for w in pos.split(",")]
+            except ValueError:
+                raise ConfigError(f"--pos-weight must be auto, none or numbers w1,w2,..., got {pos!r}") from None
+    if getattr(args, "n_classes", None) is not None:
+        task["n_classes"] = args.n_classes
+    if getattr(args, "threshold", None) is not None:
+        task["threshold"] = args.threshold
+    return {**options, "task": task} if task else options
 
 
 def _options(path: str | None) -> dict:
@@ -69,7 +110,8 @@ def run_train(args: argparse.Namespace) -> int:
         run = train_model(args.cache, args.labels, args.model or DEFAULT_MODEL, args.out, config_path=args.config,
                           device=args.device, media_root=args.media_root,
                           modalities=args.modalities.split(",") if args.modalities else None,
-                          options=_options(args.options), extract_missing=args.extract, resume=args.resume,
+                          options=task_options(args, _options(args.options)), extract_missing=args.extract,
+                          resume=args.resume,
                           progress=True)
     except LabelError as exc:
         raise ConfigError(str(exc)) from exc
@@ -88,6 +130,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from pipeline.labels import LabelError
 
     try:
+        check_run_task(args)
         m = evaluate_run(args.model, args.labels, args.cache, media_root=args.media_root, out_dir=args.out,
                          device=args.device, progress=True)
     except (LabelError, CheckpointError) as exc:
@@ -96,6 +139,25 @@ def run_evaluate(args: argparse.Namespace) -> int:
     for name, path in m.get("plots", {}).items():
         print(f"{name}: {path}")
     return 0
+
+
+def check_run_task(args: argparse.Namespace) -> None:
+    """Refuse evaluate task flags that contradict the task the run was trained for (the run's task is used)."""
+    import json
+
+    from models.api import run_task
+
+    record_file = Path(args.model) / "run.json"
+    if not record_file.is_file():
+        return   # evaluate_run names the missing run record
+    task = run_task(json.loads(record_file.read_text(encoding="utf-8")))
+    asked = task_options(args, {}).get("task", {})
+    flags = {"kind": "--task", "label_columns": "--label-columns", "n_classes": "--n-classes",
+             "threshold": "--threshold"}
+    wrong = [f"{flags[k]} {v} (the run has {getattr(task, k)})" for k, v in asked.items() if getattr(task, k) != v]
+    if wrong:
+        raise ConfigError(f"run {args.model} was trained for a {task.kind} task; it cannot be evaluated with "
+                          + ", ".join(wrong))
 
 
 def run_score(args: argparse.Namespace) -> int:

@@ -21,10 +21,11 @@ from pipeline.cache import CacheError, FeatureCache
 from extractors.base import MediaItem
 from pipeline.config import ConfigBase, ConfigError
 from pipeline.features import FeatureLookup
-from pipeline.labels import LabelRow, LabelTable
+from pipeline.labels import KNOWN_COLUMNS, LabelRow, LabelTable
 from pipeline.media import MediaError
 from pipeline.transcripts import media_item_for_row
 from pipeline.settings import SentiFlowConfig
+from models.tasks import LABEL_COLUMN, TaskConfig, label_values, task_from, task_targets
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +166,7 @@ class PackedDataset:
 @dataclass
 class _Sample:
     id: str
-    label: float
+    label: float | list[float]          # the task's raw value(s): one, or one per label column
     mode: str
     features: dict[str, tuple[torch.Tensor, torch.Tensor]]   # modality -> (x (T, D), mask (T,))
     masked: list[str]
@@ -249,8 +250,12 @@ def usable_modalities(data: DataConfig, require: bool = False) -> list[str]:
 
 def build_dataset(config: SentiFlowConfig, cache: FeatureCache, labels: LabelTable | Iterable[LabelRow],
                   data: DataConfig, progress: bool = False, require_modalities: bool = False,
-                  fixed_shapes: dict[str, tuple[int, int]] | None = None) -> PackedDataset:
+                  fixed_shapes: dict[str, tuple[int, int]] | None = None,
+                  task: TaskConfig | dict[str, Any] | None = None) -> PackedDataset:
     """Pack the cached features of every labelled row; rows without any feature are skipped with a reason.
+
+    "label" holds the targets of `task` (default regression): scores or 0/1 (N,), class ids (N,) long, or an
+    (N, C) 0/1 matrix for a multi-label task; a row lacking a value of the task's label columns is skipped.
 
     A modality missing for a row is zero-filled with present 0; a configured modality missing for every
     row is dropped (or an error when `require_modalities`). `fixed_shapes` (modality -> (T, D), e.g. a
@@ -264,6 +269,8 @@ def build_dataset(config: SentiFlowConfig, cache: FeatureCache, labels: LabelTab
     samples: list[_Sample] = []
     skipped: list[dict[str, str]] = []
     rows = list(labels)
+    task = task_from(task)
+    check_label_columns(task, rows, getattr(labels, "columns", None), getattr(labels, "source", ""))
     iterator: Iterable[LabelRow] = rows
     if progress:
         from tqdm import tqdm
@@ -272,6 +279,10 @@ def build_dataset(config: SentiFlowConfig, cache: FeatureCache, labels: LabelTab
         try:
             if not (row.path or row.text):
                 raise ValueError(f"row {row.id}: has neither a media file nor a transcript")
+            try:
+                value = label_values(task, row.label, getattr(row, "targets", {}))
+            except KeyError as exc:
+                raise ValueError(f"row {row.id}: label column {exc.args[0]!r} is empty or not a number") from None
             item = media_item_for_row(row)
         except (ValueError, OSError, MediaError) as exc:
             skipped.append({"id": row.id, "reason": str(exc)})
@@ -282,7 +293,7 @@ def build_dataset(config: SentiFlowConfig, cache: FeatureCache, labels: LabelTab
                 f"{m}: {why}" for m, why in absent.items())})
             continue
         tokens = read_token_features(lookup, item.media_hash, data, item) if data.token_inputs else {}
-        samples.append(_Sample(row.id, float(row.label), row.mode, feats, sorted(absent), tokens))
+        samples.append(_Sample(row.id, value, row.mode, feats, sorted(absent), tokens))
     if not samples:
         detail = "; ".join(f"{s['id']}: {s['reason']}" for s in skipped[:3])
         raise ConfigError(f"no labelled row has cached features (run `sentiflow extract` first); e.g. {detail}")
@@ -308,7 +319,7 @@ def build_dataset(config: SentiFlowConfig, cache: FeatureCache, labels: LabelTab
             continue
         keep.append(s)
     splits = _split_samples(keep, data)
-    packed = {name: _pack(group, modalities, shapes, data.prefix) for name, group in splits.items()}
+    packed = {name: _pack(group, modalities, shapes, data.prefix, task) for name, group in splits.items()}
     flags = {s.id: [m for m in s.masked if m in modalities] for s in keep if any(m in modalities for m in s.masked)}
     return PackedDataset(packed, modalities, {m: shapes[m][1] for m in modalities},
                          {m: shapes[m][0] for m in modalities}, skipped, flags)
@@ -328,8 +339,23 @@ def _split_samples(samples: list[_Sample], data: DataConfig) -> dict[str, list[_
     return groups
 
 
-def _pack(samples: Sequence[_Sample], modalities: list[str], shapes: dict[str, tuple[int, int]], prefix: str = ""
-          ) -> PackedSplit:
+def check_label_columns(task: TaskConfig, rows: Sequence[LabelRow], header: Sequence[str] | None,
+                        source: str = "") -> None:
+    """Raise ConfigError naming each of the task's label columns that no row (and not the CSV header) has."""
+    needed = [c for c in task.label_columns if c != LABEL_COLUMN]
+    if not needed:
+        return
+    have = {c for c in header or [] if c not in KNOWN_COLUMNS} | {k for r in rows for k in getattr(r, "targets", {})}
+    missing = [c for c in needed if c not in have]
+    if missing:
+        where = f" of {source}" if source else ""
+        cols = sorted(have | {LABEL_COLUMN})
+        raise ConfigError(f"task.label_columns: column(s) {', '.join(repr(c) for c in missing)} not in the "
+                          f"labels{where}; numeric label columns there: {', '.join(cols)}")
+
+
+def _pack(samples: Sequence[_Sample], modalities: list[str], shapes: dict[str, tuple[int, int]], prefix: str = "",
+          task: TaskConfig | None = None) -> PackedSplit:
     n = len(samples)
     tensors: dict[str, torch.Tensor] = {}
     present = torch.zeros(n, len(MODALITIES))
@@ -347,7 +373,11 @@ def _pack(samples: Sequence[_Sample], modalities: list[str], shapes: dict[str, t
         tensors["aligned_mask"] = torch.stack([tensors[f"aligned_{m}_mask"] for m in modalities]).amax(0)
     tensors.update(pack_tokens([s.tokens for s in samples]))
     tensors["present"] = present
-    tensors["label"] = torch.tensor([s.label for s in samples], dtype=torch.float32)
+    task = task or TaskConfig()
+    values = torch.tensor([s.label for s in samples], dtype=torch.float32)
+    if task.kind == "multilabel":
+        values = values.reshape(n, len(task.label_columns))
+    tensors["label"] = task_targets(task, values)
     tensors["index"] = torch.arange(n, dtype=torch.int64)
     return PackedSplit(tensors, [s.id for s in samples])
 

@@ -95,7 +95,8 @@ def gaussian_mmd(x: torch.Tensor, y: torch.Tensor, bandwidths: tuple[float, ...]
     return float(kxx.mean() + kyy.mean() - 2 * kxy.mean())
 
 
-HEADLINE = ("mae", "corr", "acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc7")
+HEADLINE = ("mae", "corr", "acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc7",
+            "acc2", "f1", "f1_macro", "f1_mean", "wacc_mean")   # the last five: binary/class/multi-label tasks
 
 
 def format_metrics(m: dict[str, float]) -> str:

@@ -16,6 +16,7 @@ from extractors.base import MediaItem
 from models.base import SentimentModel
 from models.datasets import MODALITIES, DataConfig, pack_tokens, read_sample_features, read_token_features
 from models.metrics import SCORE_RANGE
+from models.tasks import DECISION_PROBABILITY, TaskConfig, run_task
 from pipeline.features import FeatureLookup
 
 SCORED, REFUSED, FAILED = "scored", "refused", "failed"
@@ -37,12 +38,42 @@ class ScoreRow:
     masked: str = ""          # trained modalities that were absent and masked out
     reason: str = ""
     model: str = ""
+    task: str = "regression"
+    predicted: str = ""       # binary: 1/0; classification: the class id; multilabel: the classes present
+    probabilities: str = ""   # binary: P(positive); classification/multilabel: "name=p;..." per class
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 def polarity(score: float) -> str:
     """'positive' (> 0), 'negative' (< 0) or 'neutral' (exactly 0), the non0 convention of Acc-2."""
     return "positive" if score > 0 else "negative" if score < 0 else "neutral"
+
+
+def apply_prediction(row: ScoreRow, task: TaskConfig, output: torch.Tensor) -> None:
+    """Fill a row's score/polarity/predicted/probabilities from the model's final output for one clip.
+
+    regression: score = sentiment clipped to [-3, 3]; binary: score = P(positive); classification: score =
+    class id (on the sentiment scale -k..k with the score mapping); multilabel: score = the largest probability.
+    """
+    row.task, row.status = task.kind, SCORED
+    values = output.reshape(-1).tolist()
+    if task.kind == "regression":
+        row.score = min(max(values[0], SCORE_RANGE[0]), SCORE_RANGE[1])
+        row.polarity = polarity(row.score)
+    elif task.kind == "binary":
+        row.score = values[0]
+        row.predicted = str(int(values[0] > DECISION_PROBABILITY))
+        row.polarity = "positive" if values[0] > DECISION_PROBABILITY else "negative"
+        row.probabilities = f"{values[0]:.4f}"
+    elif task.kind == "classification":
+        cls = int(values[0])
+        row.predicted = str(cls)
+        row.score = float(cls - (task.n_classes - 1) // 2 if task.class_mapping == "score" else cls)
+        row.polarity = polarity(row.score) if task.class_mapping == "score" else ""
+    else:
+        row.score = max(values)
+        row.predicted = ",".join(n for n, p in zip(task.label_columns, values) if p > DECISION_PROBABILITY)
+        row.probabilities = ";".join(f"{n}={p:.4f}" for n, p in zip(task.label_columns, values))
 
 
 def _shape(record: dict[str, Any], m: str) -> tuple[int, int]:
@@ -81,6 +112,7 @@ def score_cached(model: SentimentModel, record: dict[str, Any], lookup: FeatureL
                  ) -> list[ScoreRow]:
     """Score (path, id, MediaItem as extraction saw it) items from the cache; one ScoreRow each, in order."""
     data = DataConfig.from_dict(record["data"])
+    task = run_task(record)
     required = set(getattr(model, "required_modalities", ()))
     rows: list[ScoreRow] = []
     ready: list[tuple[int, dict[str, torch.Tensor]]] = []
@@ -117,8 +149,7 @@ def score_cached(model: SentimentModel, record: dict[str, Any], lookup: FeatureL
         for b in range(0, len(ready), batch_size):
             chunk = ready[b: b + batch_size]
             batch = {k: torch.cat([c[1][k] for c in chunk]).to(device) for k in chunk[0][1]}
-            pred = model.predict(batch).float().cpu().reshape(len(chunk), -1)[:, 0]
-            for (i, _), p in zip(chunk, pred.tolist()):
-                score = min(max(p, SCORE_RANGE[0]), SCORE_RANGE[1])
-                rows[i].score, rows[i].polarity, rows[i].status = score, polarity(score), SCORED
+            pred = model.predict(batch).float().cpu().reshape(len(chunk), -1)
+            for (i, _), p in zip(chunk, pred):
+                apply_prediction(rows[i], task, p)
     return rows

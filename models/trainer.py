@@ -21,7 +21,8 @@ import torch
 from models.base import SentimentModel
 from models.checkpoint import load_training_state, save_training_state, save_weights
 from models.datasets import PackedDataset, PackedSplit, fits_on_device
-from models.metrics import format_metrics, regression_metrics
+from models.metrics import format_metrics
+from models.tasks import TaskConfig, task_metrics, task_of_spec
 from pipeline.config import ConfigBase, ConfigError
 
 BEST_WEIGHTS = "model.safetensors"
@@ -51,6 +52,7 @@ class TrainConfig(ConfigBase):
     seed: int = 1
     checkpoint_every: int = 1        # epochs between resumable checkpoints
     cpu_threads: int = 0             # torch intra-op threads when training on CPU; 0 keeps torch's default
+    compile: bool = False            # torch.compile the model in place (kernel fusion; pays off on long GPU runs)
 
     def validate(self) -> None:
         """Raise ConfigError on values the trainer cannot use."""
@@ -93,20 +95,36 @@ def run_logger(run_dir: Path) -> logging.Logger:
 
 @torch.no_grad()
 def predict_split(model: SentimentModel, split: PackedSplit, device: torch.device, batch_size: int,
-                  dtype: torch.dtype | None = None, keep: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
-    """Predictions (and the named representations in `keep`) for every row of a split, on CPU."""
+                  dtype: torch.dtype | None = None, keep: tuple[str, ...] = (),
+                  extras: tuple[str, ...] = (), logits: bool = False) -> dict[str, torch.Tensor]:
+    """Predictions (and the named representations in `keep`) for every row of a split, on CPU.
+
+    `extras` names per-row (batch-first) tensors of `ModelOutput.extras` to collect as well: a tensor value
+    comes back under its name, a dict of tensors as `name/key` (e.g. "modality_attention/text").
+    With `logits`, the raw outputs (B, n_outputs) come back as "logits" (class probabilities are their softmax).
+    """
     model.eval()
     preds: list[torch.Tensor] = []
     reps: dict[str, list[torch.Tensor]] = {k: [] for k in keep}
+    if logits:
+        reps["logits"] = []
     order = torch.arange(len(split), device=device)
     for b in range(0, len(split), batch_size):
         batch = split.batch(order[b: b + batch_size])
         with _autocast(device, dtype):
             out = model(batch)
         preds.append(_final(model, out.prediction).float().cpu())
+        if logits:
+            reps["logits"].append(out.prediction.detach().float().cpu())
         for k in keep:
             if k in out.representations:
                 reps[k].append(out.representations[k].float().cpu())
+        for k in extras:
+            value = out.extras.get(k)
+            parts = value.items() if isinstance(value, dict) else [(None, value)]
+            for sub, v in parts:
+                if isinstance(v, torch.Tensor) and v.dim() >= 1:
+                    reps.setdefault(k if sub is None else f"{k}/{sub}", []).append(v.detach().float().cpu())
     result = {"prediction": torch.cat(preds) if preds else torch.zeros(0)}
     result.update({k: torch.cat(v) for k, v in reps.items() if v})
     return result
@@ -123,28 +141,27 @@ def _final(model: SentimentModel, raw: torch.Tensor) -> torch.Tensor:
     return raw.argmax(-1)
 
 
-def split_metrics(model: SentimentModel, pred: torch.Tensor, label: torch.Tensor) -> dict[str, float]:
-    """Regression metrics for regression models; accuracy for the other tasks."""
-    if model.spec.task == "regression":
-        return regression_metrics(pred, label)
-    if model.spec.task == "binary":
-        return {"n": float(len(label)), "acc": float(((pred >= 0.5).float() == label.float()).float().mean())}
-    if model.spec.task == "multilabel":
-        return {"n": float(len(label)), "acc": float(((pred >= 0.5).float() == label.float()).float().mean())}
-    return {"n": float(len(label)), "acc": float((pred == label.long()).float().mean())}
+def split_metrics(model: SentimentModel, pred: torch.Tensor, label: torch.Tensor,
+                  task: TaskConfig | None = None) -> dict[str, float]:
+    """The task's metrics (`models.tasks.task_metrics`; the model's spec implies the task when none is given)."""
+    return task_metrics(task or task_of_spec(model.spec.task, model.spec.n_outputs), pred, label)
 
 
 class Trainer:
     """Trains one model on a packed dataset into a run directory."""
 
     def __init__(self, model: SentimentModel, dataset: PackedDataset, config: TrainConfig, run_dir: str | Path,
-                 device: torch.device, progress: bool = False, gpu_memory_fraction: float = 0.5) -> None:
+                 device: torch.device, progress: bool = False, gpu_memory_fraction: float = 0.5,
+                 task: TaskConfig | None = None) -> None:
         config.validate()
+        self.task = task or task_of_spec(model.spec.task, model.spec.n_outputs)
         if "train" not in dataset.splits or len(dataset.splits["train"]) == 0:
             raise ConfigError("the labels have no usable 'train' rows")
         if device.type == "cpu" and config.cpu_threads > 0:
             torch.set_num_threads(config.cpu_threads)
         self.model = model.to(device)
+        if config.compile:
+            self.model.compile()     # in place: state_dict keys and the model's own methods stay as they are
         self.config = config
         self.device = device
         self.run_dir = Path(run_dir)
@@ -177,7 +194,7 @@ class Trainer:
         self.model.set_epoch(epoch)
         gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)   # same order on resume
         perm = torch.randperm(len(split), generator=gen).to(self.device)
-        sums: dict[str, float] = {}
+        sums: dict[str, torch.Tensor] = {}     # on the device: no GPU sync per term and step
         count = 0
         for b in range(0, len(split), cfg.batch_size):
             batch = split.batch(perm[b: b + cfg.batch_size])
@@ -201,9 +218,9 @@ class Trainer:
             n = len(batch["label"])
             count += n
             for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach()) * n
-            sums["total"] = sums.get("total", 0.0) + float(loss.detach()) * n
-        return {k: v / max(1, count) for k, v in sums.items()}
+                sums[k] = sums.get(k, 0.0) + v.detach().float() * n
+            sums["total"] = sums.get("total", 0.0) + loss.detach() * n
+        return {k: float(v) / max(1, count) for k, v in sums.items()}
 
     @torch.no_grad()
     def _eval_loss(self, split: PackedSplit) -> dict[str, float]:
@@ -225,7 +242,7 @@ class Trainer:
         """Metrics of the current model on one split."""
         split = self.splits[name]
         out = predict_split(self.model, split, self.device, self.config.eval_batch_size, self.dtype)
-        return split_metrics(self.model, out["prediction"], split.tensors["label"].cpu())
+        return split_metrics(self.model, out["prediction"], split.tensors["label"].cpu(), self.task)
 
     def _improved(self, value: float) -> bool:
         best = self.state["best"]

@@ -17,6 +17,8 @@ COMMAND_MODULES = [
     "pipeline.cli_cache",
     "pipeline.demo",
     "models.cli",
+    "models.cli_report",
+    "models.experiments.cli",
 ]
 
 

@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from pipeline.labels import MODES, LabelError, LabelRow, LabelTable, find_media, read_labels
+from pipeline.labels import (KNOWN_COLUMNS, MODES, LabelError, LabelRow, LabelTable, extra_targets, find_media,
+                             read_labels)
 from pipeline.media import MEDIA_EXTENSIONS
 
 FOLDS_DIR = Path(__file__).with_name("folds")           # packaged CMU-MultimodalSDK standard folds (JSON)
 MOSEAS_LANGUAGES = ("es", "fr", "pt", "de")
 REGRESSION, BINARY = "regression", "binary"
+EMOTION_COLUMNS = ("happy", "sad", "anger", "surprise", "disgust", "fear")   # MOSEI/MOSEAS emotion intensities 0..3
 
 # Where the CMU raw releases keep segmented clips and transcripts (MOSI: Video/Segmented, MOSEI: .../Combined).
 CMU_VIDEO_DIRS = ("Raw/Video/Segmented", "Raw/Videos/Segmented/Combined", "Raw/Video/Segmented/Combined")
@@ -61,7 +63,36 @@ class Dataset:
                                "media": len(self.media), "missing_media": len(self.problems)}
         if self.table is not None:
             out["rows"] = {m: len(self.table.split(m)) for m in MODES}
+            if self.emotions:
+                out["emotions"] = self.emotions
         return out
+
+    @property
+    def label_columns(self) -> list[str]:
+        """Extra numeric label columns the rows carry (e.g. emotion intensities), in the label file's order."""
+        if self.table is None:
+            return []
+        seen = {k for r in self.table for k in r.targets}
+        order = [c for c in self.table.columns if c in seen]
+        return order + sorted(seen - set(order))
+
+    @property
+    def emotions(self) -> list[str]:
+        """The MOSEI/MOSEAS emotion columns (happy, sad, anger, surprise, disgust, fear) the labels have."""
+        have = set(self.label_columns)
+        return [e for e in EMOTION_COLUMNS if e in have]
+
+    def task_options(self) -> dict[str, Any]:
+        """The training options' `task:` section this dataset's labels call for by default."""
+        if self.task == BINARY:
+            return {"kind": "binary", "threshold": 0.5}
+        return {"kind": "regression"}
+
+    def emotion_task(self, pos_weight: str | list[float] = "auto") -> dict[str, Any]:
+        """A multi-label `task:` section over the emotion columns the labels have (DatasetError when none)."""
+        if not self.emotions:
+            raise DatasetError(f"{self.name}: the labels have no emotion columns ({', '.join(EMOTION_COLUMNS)})")
+        return {"kind": "multilabel", "label_columns": self.emotions, "pos_weight": pos_weight}
 
 
 def _require_dir(root: str | os.PathLike, what: str) -> Path:
@@ -79,12 +110,12 @@ def _read_text(path: Path) -> str:
 
 
 def _finish(name: str, root: Path, task: str, rows: list[LabelRow], source: str,
-            expected: dict[str, Path]) -> Dataset:
+            expected: dict[str, Path], columns: list[str] | None = None) -> Dataset:
     """Build a Dataset, recording each row whose media file is absent as a problem naming the expected path."""
     problems = [f"{r.id}: media file not found, expected {expected[r.id]}" for r in rows
                 if not r.path and r.id in expected]
     media = [Path(r.path) for r in rows if r.path]
-    return Dataset(name, root, task, LabelTable(rows, source), media, problems)
+    return Dataset(name, root, task, LabelTable(rows, source, list(columns or [])), media, problems)
 
 
 # ---------------------------------------------------------------------------------------------- folds
@@ -222,6 +253,8 @@ def load_cmu_raw(root: str | os.PathLike, dataset: str = "mosi", folds: str | os
     label_files = sorted((root / CMU_LABEL_DIR).rglob(CMU_LABEL_GLOB)) if (root / CMU_LABEL_DIR).is_dir() else []
     mmsa_csv = root / "label.csv"
     entries: list[tuple[str, str, float, str, str | None]] = []   # vid, seg, label, text, mode
+    targets: dict[str, dict[str, float]] = {}                      # segment id -> extra columns (emotions)
+    columns: list[str] = []
     if label_files:
         for lf in label_files:
             entries.extend((v, s, y, texts.get(f"{v}_{s}", ""), None) for v, s, y in read_opinion_labels(lf))
@@ -230,6 +263,8 @@ def load_cmu_raw(root: str | os.PathLike, dataset: str = "mosi", folds: str | os
         table = read_labels(mmsa_csv, media_root=root)
         entries.extend((r.video_id, r.clip_id, r.label, r.text or texts.get(f"{r.video_id}_{r.clip_id}", ""),
                         r.mode) for r in table)
+        targets = {f"{r.video_id}_{r.clip_id}": dict(r.targets) for r in table}
+        columns = list(table.columns)
         source = str(mmsa_csv)
     else:
         raise DatasetError(f"{root}: no labels; expected {root / CMU_LABEL_DIR / 'OpinionLevelSentiment.csv'} "
@@ -245,12 +280,12 @@ def load_cmu_raw(root: str | os.PathLike, dataset: str = "mosi", folds: str | os
         media = find_media(video_dir, rid)
         expected[rid] = video_dir / f"{rid}.mp4"
         rows.append(LabelRow(id=rid, text=text, label=label, mode=mode or "train", video_id=vid, clip_id=seg,
-                             path=str(media) if media else None, language="en"))
+                             path=str(media) if media else None, language="en", targets=targets.get(rid, {})))
     if folds is not None:
         _assign_folds(rows, load_folds(folds), str(folds))
     elif not all(e[4] for e in entries):
         _assign_folds(rows, standard_folds(dataset), f"the CMU-MultimodalSDK standard {dataset} folds")
-    return _finish(dataset, root, REGRESSION, rows, source, expected)
+    return _finish(dataset, root, REGRESSION, rows, source, expected, columns)
 
 
 # ------------------------------------------------------------------------------------------ MMSA layout
@@ -270,7 +305,7 @@ def load_mmsa(root: str | os.PathLike, name: str = "mmsa", label_file: str | os.
         if language and not r.language:
             r.language = language
         expected[r.id] = media_base / r.video_id / f"{r.clip_id}.mp4"
-    return _finish(name, root, REGRESSION, list(table), str(csv_path), expected)
+    return _finish(name, root, REGRESSION, list(table), str(csv_path), expected, table.columns)
 
 
 def load_mosi(root: str | os.PathLike, folds: str | os.PathLike | None = None, dataset: str = "mosi") -> Dataset:
@@ -334,6 +369,7 @@ def load_urfunny(root: str | os.PathLike, folds: str | os.PathLike | None = None
                            f"{', '.join(sorted(cols)) or 'none'}")
     rows: list[LabelRow] = []
     expected: dict[str, Path] = {}
+    extra_cols = [c for c in (reader.fieldnames or []) if c and c not in KNOWN_COLUMNS]
     for n, rec in enumerate(reader, start=2):
         rid = (rec["id"] or "").strip()
         raw = (rec["label"] or "").strip()
@@ -345,7 +381,8 @@ def load_urfunny(root: str | os.PathLike, folds: str | os.PathLike | None = None
         media = find_media(video_dir, rid)
         expected[rid] = video_dir / f"{rid}.mp4"
         rows.append(LabelRow(id=rid, text=(rec.get("text") or "").strip(), label=float(raw), mode=mode or "train",
-                             video_id=rid, clip_id=rid, path=str(media) if media else None, language="en"))
+                             video_id=rid, clip_id=rid, path=str(media) if media else None, language="en",
+                             targets=extra_targets(rec, extra_cols)))
     if not rows:
         raise DatasetError(f"{csv_path}: holds no rows")
     folds_path = Path(folds) if folds else root / "folds.json"
@@ -354,7 +391,7 @@ def load_urfunny(root: str | os.PathLike, folds: str | os.PathLike | None = None
             raise DatasetError(f"UR-FUNNY: {csv_path} has no mode column and the folds file {folds_path} is "
                                'missing (expected JSON {"train": [ids], "dev": [ids], "test": [ids]})')
         _assign_folds(rows, load_folds(folds_path), str(folds_path))
-    return _finish("urfunny", root, BINARY, rows, str(csv_path), expected)
+    return _finish("urfunny", root, BINARY, rows, str(csv_path), expected, list(reader.fieldnames or []))
 
 
 # --------------------------------------------------------------------------------------------- folder

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 from pipeline.media import MEDIA_EXTENSIONS
 
 MODES = ("train", "valid", "test")
+KNOWN_COLUMNS = ("id", "video_id", "clip_id", "text", "label", "mode", "language")   # the rest are extra targets
 
 
 class LabelError(ValueError):
@@ -29,6 +30,7 @@ class LabelRow:
     clip_id: str = ""
     path: str | None = None          # resolved media file, None for transcript-only rows
     language: str = ""
+    targets: dict[str, float] = field(default_factory=dict)   # extra numeric columns (e.g. MOSEI emotions)
 
 
 @dataclass
@@ -37,6 +39,7 @@ class LabelTable:
 
     rows: list[LabelRow]
     source: str = ""
+    columns: list[str] = field(default_factory=list)   # the label file's header (empty when built in code)
 
     def __iter__(self) -> Iterator[LabelRow]:
         return iter(self.rows)
@@ -46,7 +49,7 @@ class LabelTable:
 
     def split(self, mode: str) -> "LabelTable":
         """Only the rows of one split."""
-        return LabelTable([r for r in self.rows if r.mode == mode], self.source)
+        return LabelTable([r for r in self.rows if r.mode == mode], self.source, list(self.columns))
 
     @property
     def has_media(self) -> bool:
@@ -103,6 +106,7 @@ def read_labels(path: str | Path, media_root: str | Path | None = None, require_
         raise LabelError(f"{path}: expected columns video_id,clip_id,text,label[,mode] (MMSA) or "
                          f"id,text,label[,mode]; found {', '.join(sorted(cols)) or 'none'}")
     label_col = "label"
+    extra_cols = [c for c in (reader.fieldnames or []) if c and c not in KNOWN_COLUMNS]
     rows: list[LabelRow] = []
     for n, rec in enumerate(reader, start=2):
         try:
@@ -115,6 +119,7 @@ def read_labels(path: str | Path, media_root: str | Path | None = None, require_
         if mode not in MODES:
             raise LabelError(f"{path}:{n}: mode {mode!r} is not one of {', '.join(MODES)}")
         textval = (rec.get("text") or "").strip()
+        targets = extra_targets(rec, extra_cols)
         if mmsa:
             vid, cid = str(rec["video_id"]).strip(), str(rec["clip_id"]).strip()
             media = find_clip(root, vid, cid)
@@ -122,12 +127,25 @@ def read_labels(path: str | Path, media_root: str | Path | None = None, require_
                 raise LabelError(f"{path}:{n}: no media file for {vid}/{cid} under {root}")
             rows.append(LabelRow(id=f"{vid}_{cid}", text=textval, label=value, mode=mode, video_id=vid,
                                  clip_id=cid, path=str(media) if media else None,
-                                 language=(rec.get("language") or "").strip()))
+                                 language=(rec.get("language") or "").strip(), targets=targets))
         else:
             rid = str(rec["id"]).strip()
             vid = rid.rsplit("_", 1)[0] if "_" in rid else rid
             rows.append(LabelRow(id=rid, text=textval, label=value, mode=mode, video_id=vid, clip_id=rid,
-                                 language=(rec.get("language") or "").strip()))
+                                 language=(rec.get("language") or "").strip(), targets=targets))
     if not rows:
         raise LabelError(f"{path}: holds no rows")
-    return LabelTable(rows, str(path))
+    return LabelTable(rows, str(path), [c for c in (reader.fieldnames or []) if c])
+
+
+def extra_targets(record: dict[str, str | None], columns: list[str]) -> dict[str, float]:
+    """The finite numeric values of a CSV record's extra columns (empty or non-numeric cells are left out)."""
+    out: dict[str, float] = {}
+    for col in columns:
+        try:
+            value = float((record.get(col) or "").strip())
+        except ValueError:
+            continue
+        if math.isfinite(value):
+            out[col] = value
+    return out

@@ -46,3 +46,26 @@ def shared_clips() -> Path:
     if not d.is_dir():
         pytest.skip(f"needs {d}")
     return d
+
+
+@pytest.fixture(scope="session")
+def sample_cache(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """All ten bundled sample clips extracted once with every default extractor: (cache, media_root, labels.csv).
+
+    The clips come from three source videos (astro_front, astro_mirror, astro_cool), so grouped folds,
+    modality ablations and classification tasks run on real cached features of real files.
+    """
+    from pipeline.cache import FeatureCache
+    from pipeline.extraction import ExtractionRunner
+    from pipeline.labels import read_labels
+    from pipeline.settings import SentiFlowConfig
+
+    samples = ROOT / "sample_videos"
+    d = tmp_path_factory.mktemp("sample_cache")
+    labels = read_labels(samples / "labels.csv", samples)
+    config = SentiFlowConfig()
+    config.extraction.isolate = False
+    summary = ExtractionRunner(config, FeatureCache(d / "cache")).run(
+        [r.path for r in labels], progress=False, extras={r.path: {"transcript": r.text} for r in labels})
+    assert summary.count("failed") == 0, summary.table()
+    return d / "cache", samples, samples / "labels.csv"

@@ -1,5 +1,6 @@
 """End to end through a real Prefect server and process worker: extract/mosi, train/default, score/folder and
-evaluate/default via the CLI, plus the nightly schedule creating scheduled runs. Everything started here is stopped at the end.
+evaluate/default via the CLI; the experiment deployments (ablate, crossval, transfer, a classification task,
+report); and the nightly schedule creating scheduled runs. Everything started here is stopped at the end.
 
 Set SENTIFLOW_TEST_PREFECT_DB_URL (postgresql+asyncpg://...) to run the same against PostgreSQL
 (scripts/prefect_postgres.sh does that with a throwaway cluster).
@@ -71,7 +72,8 @@ def build_mosi_raw(src: Path, dst: Path) -> dict[str, str]:
         shutil.copyfile(src / r["video_id"] / f"{r['clip_id']}.mp4", video_dir / f"{vid}_{seg}.mp4")
         transcripts.setdefault(vid, []).append(f"{seg}_DELIM_{r['text']}")
         labels.append(f"{n}.0,{n + 1}.0,{vid},{seg},{float(r['label'])}")
-        folds[vid] = r["mode"] if folds.get(vid, r["mode"]) == r["mode"] else folds[vid]
+    for i, vid in enumerate(sorted(transcripts)):      # one whole source video per split (speaker-independent)
+        folds[vid] = ("train", "valid", "test")[i % 3]
     for vid, lines in transcripts.items():
         (trans_dir / f"{vid}.annotprocessed").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (label_dir / "OpinionLevelSentiment.csv").write_text("\n".join(labels) + "\n", encoding="utf-8")
@@ -157,7 +159,8 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("prefect-e2e")
-    (tmp / "sentiflow.yaml").write_text("extraction:\n  extractors: [logmel]\n  batch_size: 4\n", encoding="utf-8")
+    (tmp / "sentiflow.yaml").write_text("extraction:\n  extractors: [logmel, transcript, text]\n  batch_size: 4\n",
+                                        encoding="utf-8")
     s = Stack(tmp)
     try:
         s.start()
@@ -248,8 +251,87 @@ def test_extract_train_score_through_prefect_cli(stack: Stack):
     report = _artifacts(stack, "evaluate-report")[0].data
     assert "| mae |" in report and "data:image/png;base64," in report
     assert all(Path(p).is_file() and Path(p).suffix == ".png" for p in metrics["plots"].values())
+    # the evaluate flow attaches the results report of the run and this evaluation
+    assert (tmp / "eval" / "report" / "report.html").is_file()
+    assert "data:image/png;base64," in _artifacts(stack, "results-report")[0].data
 
     for deployment in ("extract/mosi", "train/default", "score/folder", "evaluate/default"):
+        states = [r.state.type.value for r in _flow_runs(stack, deployment)]
+        assert states == ["COMPLETED"], (deployment, states)
+
+
+def build_urfunny(src: Path, dst: Path) -> None:
+    """A tiny UR-FUNNY layout (labels.csv id,label,text,mode + urfunny2_videos/<id>.mp4) from the sample clips."""
+    import csv
+
+    (dst / "urfunny2_videos").mkdir(parents=True)
+    lines = ["id,label,text,mode"]
+    for r in csv.DictReader((src / "labels.csv").read_text(encoding="utf-8").splitlines()):
+        rid = f"{r['video_id']}-{r['clip_id']}"
+        shutil.copyfile(src / r["video_id"] / f"{r['clip_id']}.mp4", dst / "urfunny2_videos" / f"{rid}.mp4")
+        text = r["text"].replace('"', "'")
+        lines.append(f'{rid},{int(float(r["label"]) > 0)},"{text}",{r["mode"]}')
+    (dst / "labels.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def build_moseas(src: Path, dst: Path, language: str) -> None:
+    """A tiny CMU-MOSEAS language folder (MMSA layout) from the sample clips."""
+    lang = dst / language
+    shutil.copytree(src, lang / "Raw", ignore=shutil.ignore_patterns("*.csv", "*.md"))
+    shutil.copyfile(src / "labels.csv", lang / "label.csv")
+
+
+def test_experiments_and_report_through_prefect_cli(stack: Stack):
+    """ablate, crossval, transfer, a classification task and report, each from its deployment."""
+    import pandas as pd
+
+    tmp = stack.tmp
+    mosi = tmp / "mosi"
+    assert (mosi / "Raw").is_dir(), "runs after test_extract_train_score_through_prefect_cli"
+    folds = str(tmp / "folds.json")
+    tiny = {"train": {"epochs": 2, "batch_size": 4, "patience": 0, "cpu_threads": 1}}
+
+    stack.run("ablate/default", {"root": str(mosi), "folds": folds, "device": "cpu", "model": "ef_lstm",
+                                 "name": "ablation", "seeds": [1, 2], "modality_sets": ["T", "A", "TA"],
+                                 "options": tiny, "eval_split": "test"})
+    ablation = tmp / "runs" / "ablation"
+    table = pd.read_csv(ablation / "table.csv")
+    assert len(table) == 3 and not table.isna().any().any(), table.to_string()
+    assert "ablation-table" in [a.key for a in _artifacts(stack, "ablation-table")]
+
+    stack.run("crossval/default", {"root": str(mosi), "folds": folds, "device": "cpu", "model": "ef_lstm",
+                                   "name": "cv", "k": 3, "options": tiny})
+    cv = tmp / "runs" / "cv"
+    results = pd.read_csv(cv / "results.csv")
+    assert len(results) >= 3, results.to_string()
+    assert (cv / "table.md").is_file()
+
+    urfunny = tmp / "urfunny"
+    build_urfunny(SAMPLES, urfunny)
+    stack.run("train/urfunny-humor", {"root": str(urfunny), "device": "cpu", "model": "ef_lstm", "run_name": "humor",
+                                      "extract_missing": True, "options": tiny})
+    humor = json.loads((tmp / "runs" / "humor" / "run.json").read_text())
+    assert humor["task"]["kind"] == "binary", humor["task"]
+    humor_metrics = json.loads((tmp / "runs" / "humor" / "metrics.json").read_text())["metrics"]
+    assert 0.0 <= humor_metrics["train"]["acc2"] <= 1.0
+
+    moseas = tmp / "moseas"
+    build_moseas(SAMPLES, moseas, "es")
+    stack.run("extract/moseas", {"root": str(moseas), "language": "es", "device": "cpu"})
+    stack.run("transfer/moseas", {"source_root": str(mosi), "source_folds": folds, "target_root": str(moseas),
+                                  "target_languages": ["es"], "model": "ef_lstm", "name": "transfer",
+                                  "fractions": [0.0, 0.5], "device": "cpu", "options": tiny})
+    transfer = pd.read_csv(tmp / "runs" / "transfer" / "table.csv")
+    assert len(transfer) >= 2 and not transfer.isna().any().any(), transfer.to_string()
+
+    stack.run("report/default", {"run_dirs": [str(ablation), str(tmp / "runs" / "humor")],
+                                 "out_dir": str(tmp / "report"), "title": "e2e"})
+    html = (tmp / "report" / "report.html").read_text(encoding="utf-8")
+    assert "<img" in html and "data:image/png;base64," in html
+    assert "data:image/png;base64," in _artifacts(stack, "results-report")[0].data
+
+    for deployment in ("ablate/default", "crossval/default", "train/urfunny-humor", "transfer/moseas",
+                       "report/default"):
         states = [r.state.type.value for r in _flow_runs(stack, deployment)]
         assert states == ["COMPLETED"], (deployment, states)
 

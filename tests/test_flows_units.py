@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import errno
 import os
 import time
@@ -89,3 +90,17 @@ def test_scores_and_plots_markdown(tmp_path):
     png.write_bytes(b"\x89PNG\r\n\x1a\nfake")
     md = plots_markdown({"pr_curve": str(png), "gone": str(tmp_path / "missing.png")})
     assert "data:image/png;base64,iVBORw0KGgpmYWtl" in md and f"`{tmp_path / 'missing.png'}`" in md
+
+
+def test_report_markdown_gets_its_figures_inline(tmp_path):
+    from flows.report import inline_images
+    from models.plots import plot_loss_curve
+
+    (tmp_path / "figures").mkdir()
+    png = plot_loss_curve([{"epoch": 1, "train": {"total": 1.0}}, {"epoch": 2, "train": {"total": 0.5}}],
+                          tmp_path / "figures" / "curve.png", title="t")
+    md = "# r\n\n![loss](figures/curve.png)\n\n![gone](figures/missing.png)\n"
+    out = inline_images(md, tmp_path)
+    data = base64.b64encode(png.read_bytes()).decode("ascii")
+    assert f"![loss](data:image/png;base64,{data})" in out
+    assert "![gone](figures/missing.png)" in out          # a missing file stays a link

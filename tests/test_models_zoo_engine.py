@@ -122,3 +122,25 @@ def test_ablation_switches_build_smaller_models():
     model = build_model("vae_amdt", SMALL, {**SMALL_OPTIONS["vae_amdt"], "use_vae": False, "use_adversarial": False})
     batch = make_batch(SMALL)
     assert set(model.loss_terms(batch, model(batch))) == {"task", "transfer"}
+
+
+def test_vae_amdt_attention_equals_multihead_attention_with_padding():
+    """The SDPA attention path gives nn.MultiheadAttention's outputs and gradients, padded and empty rows included."""
+    from models.zoo.baselines import key_padding
+    from models.zoo.vae_amdt import AttentionBlock
+
+    torch.manual_seed(0)
+    block = AttentionBlock(48, 4, dropout=0.0)
+    q, kv = torch.randn(4, 6, 48, requires_grad=True), torch.randn(4, 9, 48)
+    mask = torch.ones(4, 9)
+    mask[1, 5:] = 0          # padded tail
+    mask[2] = 0              # modality absent: key_padding keeps one key, so no NaN
+    for train in (True, False):
+        block.train(train)
+        ours = block.attend(q, kv, mask)
+        ref, _ = block.attn(q, kv, kv, key_padding_mask=key_padding(mask), need_weights=False)
+        assert torch.isfinite(ours).all()
+        torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+        g_ours, = torch.autograd.grad(ours.sum(), q)
+        g_ref, = torch.autograd.grad(ref.sum(), q)
+        torch.testing.assert_close(g_ours, g_ref, atol=1e-5, rtol=1e-5)

@@ -153,3 +153,20 @@ def test_cuda_training_uses_amp_and_keeps_the_split_on_the_device(tmp_path):
     assert trainer.dtype in (torch.bfloat16, torch.float16)
     trainer.fit()
     assert all(torch.isfinite(torch.tensor(h["train"]["total"])) for h in trainer.state["history"])
+
+
+@pytest.mark.slow
+def test_compiled_training_matches_eager_and_saves_plain_weights(tmp_path):
+    """train.compile: same losses as eager within float tolerance; the weights file keeps the model's own keys."""
+    curves = {}
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        model = build_model("ef_lstm", SPEC, {"hidden": 16})
+        cfg = TrainConfig(epochs=3, batch_size=8, patience=0, seed=0, compile=compiled)
+        trainer = Trainer(model, dataset(), cfg, tmp_path / f"run{compiled}", torch.device("cpu"))
+        trainer.fit()
+        curves[compiled] = [h["train"]["total"] for h in trainer.state["history"]]
+    assert curves[True] == pytest.approx(curves[False], rel=1e-4, abs=1e-5)
+    keys = set(load_file(str(tmp_path / "runTrue" / "model.safetensors")))
+    assert keys == set(load_file(str(tmp_path / "runFalse" / "model.safetensors")))
+    assert not any(k.startswith("_orig_mod") for k in keys)

@@ -127,9 +127,11 @@ class AdaMML(SentimentModel):
         fused = last_valid(fused_seq, span)
         prediction = self.head(self.dropout(fused))
         rate = (decisions * window_mask.unsqueeze(-1)).sum((0, 1)) / window_mask.sum().clamp(min=1.0)
+        per_row = (decisions * window_mask.unsqueeze(-1)).sum(1) / window_mask.sum(1, keepdim=True).clamp(min=1.0)
         return ModelOutput(prediction, {"fused": fused},
                            {"decisions": decisions, "window_mask": window_mask, "policy_logits": logits,
-                            "selection_rate": dict(zip(self.used, rate.detach().tolist()))})
+                            "selection_rate": dict(zip(self.used, rate.detach().tolist())),
+                            "modality_selection": {m: per_row[:, i].detach() for i, m in enumerate(self.used)}})
 
     @staticmethod
     def _span_mask(window_mask: torch.Tensor) -> torch.Tensor:

@@ -29,11 +29,9 @@ def masked_max(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def key_padding(mask: torch.Tensor) -> torch.Tensor:
     """nn.MultiheadAttention key_padding_mask (True = ignore) that never masks a whole row (avoids NaN)."""
     pad = mask <= 0
-    empty = pad.all(1)
-    if empty.any():
-        pad = pad.clone()
-        pad[empty, 0] = False
-    return pad
+    first = torch.zeros_like(pad)
+    first[:, 0] = True
+    return pad & ~(first & pad.all(1, keepdim=True))   # no `if empty.any()`: that would sync with the GPU
 
 
 def modality_inputs(batch: dict[str, torch.Tensor], modality: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -190,8 +190,10 @@ class FDMER(SentimentModel):
         reps = {f"common_{m}": common[i] for i, m in enumerate(self.used)}
         reps.update({f"private_{m}": private[i] for i, m in enumerate(self.used)})
         reps["fused"] = fused
+        parts = [f"common_{m}" for m in self.used] + [f"private_{m}" for m in self.used]
         return ModelOutput(prediction=self.head(fused), representations=reps,
-                           extras={"fusion_weights": weights, "present": present})
+                           extras={"fusion_weights": weights, "present": present,
+                                   "modality_attention": {n: weights[:, i].detach() for i, n in enumerate(parts)}})
 
     def _margin_loss(self, feats: list[torch.Tensor], present: torch.Tensor) -> torch.Tensor:
         x = torch.cat(feats, dim=0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -88,13 +89,18 @@ class MultimodalShiftingGate(nn.Module):
                 aux_present: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """z (B, T, D); aux (B, T, D_j); aux_present (B, T) 1 where that modality exists -> (z', eta * H)."""
         shift = self.shift_bias.expand_as(z)
-        for gate, proj, x, keep in zip(self.gates, self.projs, aux, aux_present):
-            g = F.relu(gate(torch.cat([z, x], dim=-1)))
-            shift = shift + g * proj(x) * keep.unsqueeze(-1)
+        for term in self.gated_terms(z, aux, aux_present):
+            shift = shift + term
         eps = torch.finfo(z.dtype).eps
         eta = torch.clamp(self.mu * z.norm(dim=-1, keepdim=True) / (shift.norm(dim=-1, keepdim=True) + eps), max=1.0)
         displacement = eta * shift
         return self.dropout(self.norm(z + displacement)), displacement
+
+    def gated_terms(self, z: torch.Tensor, aux: tuple[torch.Tensor, torch.Tensor],
+                    aux_present: tuple[torch.Tensor, torch.Tensor]) -> list[torch.Tensor]:
+        """g_j * (W_j x_j) per auxiliary modality j (B, T, D), zero where that modality is absent."""
+        return [F.relu(gate(torch.cat([z, x], dim=-1))) * proj(x) * keep.unsqueeze(-1)
+                for gate, proj, x, keep in zip(self.gates, self.projs, aux, aux_present)]
 
 
 class MaskedBimodalAdjustment(nn.Module):
@@ -265,6 +271,9 @@ class HybridModal(SentimentModel):
         hidden = hidden * present[:, 0].view(b, 1, 1)
         hidden = self._text_layers(hidden, tok_mask, 0, cut)
         displacements = []
+        insights: dict[str, Any] = {}
+        if self.config.use_msg_t and getattr(self, "collect_insights", False) and not self.training:
+            insights["modality_shift"] = self._shift_shares(hidden, states, masks, tok_mask)   # models.insights
         if self.config.use_msg_t:
             hidden, disp = self.msg_t(hidden, (states["audio"], states["visual"]), (masks["audio"], masks["visual"]))
             displacements.append((disp, tok_mask))
@@ -289,8 +298,20 @@ class HybridModal(SentimentModel):
         return ModelOutput(
             prediction=self.head(fused),
             representations={"text": cls, "audio": pooled[0], "visual": pooled[1], "fused": fused},
-            extras={"displacements": displacements},
+            extras={"displacements": displacements, **insights},
         )
+
+    @torch.no_grad()
+    def _shift_shares(self, hidden: torch.Tensor, states: dict[str, torch.Tensor], masks: dict[str, torch.Tensor],
+                      tok_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per clip, each auxiliary modality's share of the text MSG's gated shift (norm ratio, mean over tokens)."""
+        terms = self.msg_t.gated_terms(hidden, (states["audio"], states["visual"]), (masks["audio"], masks["visual"]))
+        norms = torch.stack([t.float().norm(dim=-1) for t in terms], -1)            # (B, T, 2)
+        total = norms.sum(-1, keepdim=True)
+        valid = tok_mask * (total.squeeze(-1) > 0).float()
+        shares = (norms / total.clamp_min(1e-12) * valid.unsqueeze(-1)).sum(1)
+        shares = shares / valid.sum(1, keepdim=True).clamp_min(1.0)
+        return {"audio": shares[:, 0], "visual": shares[:, 1]}
 
     def loss_terms(self, batch: dict[str, torch.Tensor], output: ModelOutput) -> dict[str, torch.Tensor]:
         """Shifting Huber loss: Huber task loss (regression) plus the weighted Huber penalty on MSG shifts."""

@@ -45,6 +45,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from models.base import ModelOutput, ModelSpec, SentimentModel, register_model
 from models.zoo.baselines import MODALITY_ORDER, key_padding, masked_mean, modality_inputs
@@ -101,12 +102,32 @@ class AttentionBlock(nn.Module):
         self.norm = nn.LayerNorm(hidden)
 
     def attend(self, q: torch.Tensor, kv: torch.Tensor, kv_mask: torch.Tensor) -> torch.Tensor:
-        """The attention term alone (no residual)."""
-        out, _ = self.attn(q, kv, kv, key_padding_mask=key_padding(kv_mask), need_weights=False)
-        return out
+        """The attention term alone (no residual): nn.MultiheadAttention's maths with its weights, through SDPA.
+
+        nn.MultiheadAttention turns a key-padding mask into the unfused softmax path (it materialises every
+        (B, heads, Tq, Tk) score); scaled_dot_product_attention with a boolean mask can use the fused
+        memory-efficient kernel on CUDA. Same parameters, same outputs (checked against the module in tests).
+        """
+        a = self.attn
+        b, tq, e = q.shape
+        h = a.num_heads
+        w_q, w_k, w_v = a.in_proj_weight.chunk(3)
+        b_q, b_k, b_v = a.in_proj_bias.chunk(3)
+        qh = F.linear(q, w_q, b_q).view(b, tq, h, e // h).transpose(1, 2)
+        kh = F.linear(kv, w_k, b_k).view(b, -1, h, e // h).transpose(1, 2)
+        vh = F.linear(kv, w_v, b_v).view(b, -1, h, e // h).transpose(1, 2)
+        keep = ~key_padding(kv_mask)[:, None, None, :]
+        out = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=keep, dropout_p=a.dropout if self.training else 0.0)
+        return a.out_proj(out.transpose(1, 2).reshape(b, tq, e))
 
     def forward(self, q: torch.Tensor, kv: torch.Tensor, kv_mask: torch.Tensor) -> torch.Tensor:
         return self.norm(q + self.attend(q, kv, kv_mask))
+
+    def attention_weights(self, q: torch.Tensor, kv: torch.Tensor, kv_mask: torch.Tensor) -> torch.Tensor:
+        """Head-averaged attention probabilities (B, Tq, Tk) of this block (read for plots, never trained on)."""
+        _, weights = self.attn(q, kv, kv, key_padding_mask=key_padding(kv_mask), need_weights=True,
+                               average_attn_weights=True)
+        return weights
 
 
 class ModalityVAE(nn.Module):
@@ -218,10 +239,19 @@ class VAEAMDT(SentimentModel):
             jmask = torch.cat([masks[m] for m in self.used], 1)
             r = masked_mean(self.triple(joint, joint, jmask), jmask)    # (8)
             reps["triple"] = r
+            if getattr(self, "collect_insights", False) and not self.training:   # set by models.insights
+                extras["modality_attention"] = self._triple_shares(joint, jmask, [seqs[m].shape[1] for m in self.used])
             codes.append(r)
         fused = torch.cat(codes, -1)
         reps["fused"] = fused
         return ModelOutput(self.head(fused), reps, extras)
+
+    @torch.no_grad()
+    def _triple_shares(self, joint: torch.Tensor, jmask: torch.Tensor, lengths: list[int]) -> dict[str, torch.Tensor]:
+        """Per clip, the triple-attention mass each modality's steps receive, averaged over the valid queries."""
+        weights = self.triple.attention_weights(joint, joint, jmask).float()      # (B, Tq, Tk)
+        per_key = masked_mean(weights, jmask)                                      # (B, Tk): mean over queries
+        return {m: part.sum(-1) for m, part in zip(self.used, per_key.split(lengths, dim=1))}
 
     def loss_terms(self, batch: dict[str, torch.Tensor], output: ModelOutput) -> dict[str, torch.Tensor]:
         cfg = self.config
