@@ -6,6 +6,14 @@ CMU-MOSI's segmented transcripts), or speech recognition (faster-whisper). Word 
 timestamps for recognised speech, and from forced alignment for a known text (pocketsphinx for English, Whisper
 alignment for other languages). A known transcript whose alignment fails is still stored, with `alignment`
 = "failed: why" and NaN times: words are never spread uniformly over the clip.
+
+Speech recognition streams the audio and recognises it in windows of at most `asr_window_seconds`, each ending
+at the quietest moment of its last `asr_cut_search_seconds` (extractors/speech_windows.py), so memory does not
+grow with the video's length: transcript alone, peak RSS 808 -> 1,406 MiB from 2 to 12 minutes of video with
+whole-track recognition, 803 -> 826 MiB windowed. Word and segment times are offset by the window's start. A clip
+no longer than one window is recognised exactly as before, in one piece. The cost is speed: faster-whisper packs
+the speech of the whole track into 30 s passes, windows cannot share a pass (12 minutes: 40 encoder passes with
+30 s windows, 37 with 60 s, 28 whole-track; about 1.1-1.4x the recognition time).
 """
 
 from __future__ import annotations
@@ -21,10 +29,11 @@ from extractors.base import (Extractor, ExtractionFailed, Features, FeatureUnava
                              register_extractor)
 from extractors.forced_alignment import AlignmentError, PocketsphinxAligner, WhisperAligner, WordAlignment
 from extractors.speech_recognition import (PACKAGED_TINY_EN, SPEECH_SAMPLE_RATE, ModelUnavailable,
-                                           SpeechRecognizer)
+                                           RecognizedWord, SpeechRecognizer, Transcription)
+from extractors.speech_windows import iter_speech_windows
 from extractors.word_text import split_words
 from pipeline.config import ConfigBase, ConfigError
-from pipeline.media import MediaError, read_audio
+from pipeline.media import MediaError, iter_audio, read_audio
 from pipeline.transcripts import TranscriptError, find_transcript
 
 SOURCES = ("labels", "sidecar", "asr")
@@ -47,7 +56,10 @@ class TranscriptConfig(ConfigBase):
     min_whisper_confidence: float = 0.15   # Whisper: geometric mean token probability, below = mismatch
     max_oov_fraction: float = 0.5          # share of words missing from the English dictionary => not English
     max_words: int = 2000                  # longer transcripts are truncated (meta `truncated`)
-    min_speech_seconds: float = 0.2        # less detected speech than this counts as silence
+    min_speech_seconds: float = 0.2        # less detected speech than this counts as silence (per window too)
+    asr_window_seconds: float = 60.0       # recognise streamed audio in windows of at most this length
+    asr_cut_search_seconds: float = 5.0    # a window ends at the quietest frame within its last this-many seconds
+    asr_cut_frame_seconds: float = 0.02    # energy frame used to find that quietest moment
 
 
 @register_extractor
@@ -55,7 +67,7 @@ class TranscriptExtractor(Extractor):
     """Transcript text plus per-word (start, end) seconds and confidence."""
 
     name = "transcript"
-    version = "1"
+    version = "2"   # 2: windowed speech recognition (asr_window_seconds)
     modality = "text"
     Config = TranscriptConfig
     requires = frozenset()
@@ -68,6 +80,10 @@ class TranscriptExtractor(Extractor):
                 raise ConfigError(f"extractors.options.transcript.sources: {s!r} is not one of {', '.join(SOURCES)}")
         if c.aligner not in ALIGNERS:
             raise ConfigError(f"extractors.options.transcript.aligner must be one of {', '.join(ALIGNERS)}")
+        if not 0 < c.asr_cut_frame_seconds <= c.asr_cut_search_seconds < c.asr_window_seconds:
+            raise ConfigError("extractors.options.transcript: need 0 < asr_cut_frame_seconds <= "
+                              "asr_cut_search_seconds < asr_window_seconds, got "
+                              f"{c.asr_cut_frame_seconds}, {c.asr_cut_search_seconds}, {c.asr_window_seconds}")
         self._asr: SpeechRecognizer | None = None
         self._ps: PocketsphinxAligner | None = None
 
@@ -187,24 +203,58 @@ class TranscriptExtractor(Extractor):
         except (ModelUnavailable, AlignmentError) as exc:
             raise AlignmentError(f"{first_error}; whisper: {exc}" if first_error else str(exc)) from None
 
+    def recognise_windows(self, path: str, language: str | None) -> tuple[Transcription, float, bool]:
+        """Windowed recognition of a media file's streamed audio: (transcription, audio seconds, truncated).
+
+        Windows with less than `min_speech_seconds` of detected speech are skipped; the language of the first
+        recognised window (detected when not given) is used for the rest; recognition stops once more than
+        `max_words` words are found. Times are clamped to their window, so they never go back across windows.
+        """
+        c: TranscriptConfig = self.config
+        words: list[RecognizedWord] = []
+        segments: list[dict[str, Any]] = []
+        detected: tuple[str, float] | None = None
+        n_samples = 0
+        truncated = False
+        chunks = iter_audio(path, SPEECH_SAMPLE_RATE, c.asr_window_seconds)
+        for start, audio in iter_speech_windows(chunks, SPEECH_SAMPLE_RATE, c.asr_window_seconds,
+                                                c.asr_cut_search_seconds, c.asr_cut_frame_seconds):
+            n_samples += audio.size
+            if truncated or self._speech_seconds(audio) < c.min_speech_seconds:
+                continue
+            end = start + audio.size / SPEECH_SAMPLE_RATE
+            try:
+                tr = self.asr.transcribe(audio, language)
+            except ModelUnavailable as exc:
+                raise ConfigError(str(exc)) from None
+            if detected is None and tr.words:
+                detected = (tr.language, tr.language_probability)
+                language = language or tr.language
+            for w in tr.words:
+                t0 = min(max(start + w.start, start), end)
+                words.append(RecognizedWord(w.word, t0, min(max(start + w.end, t0), end), w.probability))
+            segments.extend({**s, "start": min(start + s["start"], end), "end": min(start + s["end"], end)}
+                            for s in tr.segments)
+            truncated = len(words) > c.max_words
+        lang, prob = detected or (language or "", 0.0)
+        tr = Transcription(words=words, text=" ".join(w.word for w in words), language=lang,
+                           language_probability=prob, segments=segments)
+        return tr, n_samples / SPEECH_SAMPLE_RATE, truncated
+
     def _one(self, item: MediaItem) -> Features:
         c: TranscriptConfig = self.config
         known = self._known_text(item)
         audio = None
-        if item.info.has_audio:
-            audio = read_audio(item.path, SPEECH_SAMPLE_RATE)
+        if known is not None and item.info.has_audio:
+            audio = read_audio(item.path, SPEECH_SAMPLE_RATE)   # forced alignment needs the whole track
         meta: dict[str, Any] = {"truncated": False}
         if known is None:
             if "asr" not in c.sources:
                 raise FeatureUnavailable("no transcript found (sources: " + ", ".join(c.sources) + ")")
-            if audio is None:
+            if not item.info.has_audio:
                 raise FeatureUnavailable("no transcript and no audio stream to recognise")
-            if self._speech_seconds(audio) < c.min_speech_seconds:
-                raise FeatureUnavailable("no speech detected")
-            try:
-                tr = self.asr.transcribe(audio, c.language or item.extras.get("language") or None)
-            except ModelUnavailable as exc:
-                raise ConfigError(str(exc)) from None
+            tr, meta["audio_seconds"], _ = self.recognise_windows(
+                item.path, c.language or item.extras.get("language") or None)
             if not tr.words:
                 raise FeatureUnavailable("no speech detected")
             words = [w.word for w in tr.words][: c.max_words]

@@ -15,8 +15,10 @@ from tqdm import tqdm
 from extractors.base import (Extractor, Features, FeatureUnavailable, MediaItem, build_extractor,
                              get_extractor_class)
 from pipeline.cache import STATUS_MISSING, CacheEntry, CacheError, FeatureCache, feature_key, hash_file
+from pipeline.config import ConfigError
+from pipeline.heap import MAX_MMAP_THRESHOLD, set_mmap_threshold, trim_heap
 from pipeline.media import MEDIA_EXTENSIONS, MediaError, probe
-from pipeline.settings import SentiFlowConfig
+from pipeline.settings import ExtractionConfig, SentiFlowConfig
 
 DONE, CACHED, FAILED = "done", "cached", "failed"
 CLAIM_POLL_SECONDS = 0.2   # how often a process re-checks an entry another process is computing
@@ -105,12 +107,27 @@ def discover_media(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list
     return found, missing
 
 
+def apply_heap_settings(config: ExtractionConfig) -> bool:
+    """Fix glibc's mmap threshold to `config.malloc_mmap_threshold` in this process; True if it took effect.
+
+    False when the setting is None or the C library is not glibc (detected in pipeline/heap.py); see there and
+    `ExtractionConfig.malloc_mmap_threshold` for why (heap fragmentation grows memory with video length).
+    """
+    n = config.malloc_mmap_threshold
+    if n is None:
+        return False
+    if not 0 < n <= MAX_MMAP_THRESHOLD:
+        raise ConfigError(f"extraction.malloc_mmap_threshold must be null or 1..{MAX_MMAP_THRESHOLD} bytes, got {n}")
+    return set_mmap_threshold(n)
+
+
 class ExtractionRunner:
     """Holds built extractors and a cache; `run` processes paths batch by batch."""
 
     def __init__(self, config: SentiFlowConfig, cache: FeatureCache, device: str | torch.device = "cpu",
                  only: Sequence[str] | None = None) -> None:
         self.config = config
+        self.heap_tuned = apply_heap_settings(config.extraction)
         self.cache = cache
         self.only = list(only) if only else None
         self.device = torch.device(device)
@@ -253,6 +270,8 @@ class ExtractionRunner:
                     self.cache.release(key)
             if waiting:
                 self._wait_for_others(extractor, waiting)
+            if todo and self.config.extraction.trim_heap_after_extractor:
+                trim_heap()   # hand this stage's freed buffers back before the next stage allocates its own
         for _, out in items:
             states = list(out.extractors.values())
             if states and all(s.startswith("failed") for s in states):

@@ -3,6 +3,11 @@
 A pathological file (a decoder that spins, a frame size that explodes memory) is cut off and recorded as
 failed with the reason, instead of stalling or killing a batch of thousands. Work the child finished before
 it was stopped is already committed to the cache, so nothing is lost.
+
+The child fixes glibc's mmap threshold (`extraction.malloc_mmap_threshold`, pipeline/heap.py) first thing, before
+torch and the decoders are imported, so its memory does not grow with video length through heap fragmentation
+(face stage, 1 vs 2 minutes of video: +184 MiB peak with glibc's dynamic threshold, +18 MiB with 128 KiB); the
+runner it builds also trims the heap after each extractor (`extraction.trim_heap_after_extractor`).
 """
 
 from __future__ import annotations
@@ -43,6 +48,12 @@ def _worker_main(conn: Connection, config: dict[str, Any], cache_root: str, devi
                  only: list[str] | None) -> None:
     """Child process: build the runner once, then run batches sent over the pipe until None arrives."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent decides when to stop
+    from pipeline.heap import MAX_MMAP_THRESHOLD, set_mmap_threshold
+
+    threshold = (config.get("extraction") or {}).get("malloc_mmap_threshold")
+    if isinstance(threshold, int) and 0 < threshold <= MAX_MMAP_THRESHOLD:
+        # before torch and the decoders load: every later allocation follows the fixed threshold (see heap.py)
+        set_mmap_threshold(threshold)
     from pipeline.cache import FeatureCache
     from pipeline.extraction import ExtractionRunner
     from pipeline.settings import SentiFlowConfig
