@@ -52,3 +52,35 @@ def test_overlapping_concurrent_extractions(tmp_path: Path) -> None:
     assert not any((cache / "claims").iterdir())
     for e in entries:
         assert torch.isfinite(e.load()["fixed"]).all()
+
+
+class CommitsBeforeClaim(FeatureCache):
+    """A cache where another process commits each entry just after our lookup and before our claim."""
+
+    def __init__(self, root: Path, donor: FeatureCache) -> None:
+        super().__init__(root)
+        self.donor = donor
+
+    def claim(self, key: str) -> bool:
+        entry = self.donor.get(key)
+        self.put(key, entry.load(), dict(entry.meta))   # the other process wins the race ...
+        return super().claim(key)                       # ... and has already released its claim
+
+
+def test_entry_committed_between_lookup_and_claim_is_not_recomputed(tmp_path: Path) -> None:
+    from pipeline.extraction import ExtractionRunner
+    from pipeline.settings import ExtractionConfig, SentiFlowConfig
+
+    config = SentiFlowConfig(extraction=ExtractionConfig(extractors=["logmel"], isolate=False))
+    clip = make_clip(tmp_path / "clip.mp4", seconds=1.0)
+    donor = FeatureCache(tmp_path / "donor")
+    ExtractionRunner(config, donor).run([clip], progress=False)
+    cache = CommitsBeforeClaim(tmp_path / "cache", donor)
+    runner = ExtractionRunner(config, cache)
+    calls = []
+    real = runner.extractors[0].extract
+    runner.extractors[0].extract = lambda batch: calls.append(batch) or real(batch)
+    (item,) = runner.run([clip], progress=False).items
+    assert calls == []                                  # nothing computed twice
+    assert item.extractors == {"logmel": "cached"} and item.status == "cached"
+    assert not any((cache.root / "claims").iterdir())   # and our claim was dropped
