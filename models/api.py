@@ -106,10 +106,16 @@ def train_model(cache_dir: str | Path, labels: str | Path | LabelTable, model: s
     dataset = build_dataset(config, cache, table, opts.data, progress=progress,
                             require_modalities=bool(modalities), task=opts.task)
     spec = task_spec(opts, dataset)
-    net = build_model(model, spec, opts.model)
+    net = seeded_model(model, spec, opts)
     run_dir.mkdir(parents=True, exist_ok=True)
     with run_dir_lock(run_dir):
         return _train_in(run_dir, model, net, spec, opts, config, table, dataset, dev, progress, resume)
+
+
+def seeded_model(model: str, spec: ModelSpec, opts: "RunOptions") -> Any:
+    """The model with its initial weights drawn from `train.seed`, so the same command gives the same run."""
+    torch.manual_seed(opts.train.seed)
+    return build_model(model, spec, opts.model)
 
 
 def _train_in(run_dir: Path, model: str, net: Any, spec: ModelSpec, opts: "RunOptions", config: SentiFlowConfig,
@@ -302,7 +308,7 @@ def train_on_dataset(dataset: PackedDataset, model: str, options: RunOptions | d
     """Train `model` on an already packed dataset into an ordinary run directory (experiments pack once)."""
     opts = options if isinstance(options, RunOptions) else RunOptions.from_dict(options or {}, where="options")
     spec = task_spec(opts, dataset)
-    net = build_model(model, spec, opts.model)
+    net = seeded_model(model, spec, opts)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with run_dir_lock(run_dir):

@@ -157,3 +157,23 @@ def test_experiments_run_classification_tasks(sample_cache, tmp_path) -> None:
     assert {"Acc-2", "F1"} <= set(cv.table.columns)
     pooled = json.loads((tmp_path / "cv" / "pooled" / "seed1" / "metrics.json").read_text(encoding="utf-8"))
     assert pooled["n"] == 10 and pooled["n_pos"] == 4 and _in_unit(pooled["acc2"])
+
+
+def test_same_command_gives_the_same_run(sample_cache, tmp_path) -> None:
+    """Initial weights come from train.seed, not from whatever the global RNG held: two runs are identical."""
+    import torch
+    from safetensors.torch import load_file
+
+    from models.api import train_model
+
+    cache, media_root, labels = sample_cache
+    runs = []
+    for i in range(2):
+        torch.rand(17 + i)          # disturb the global RNG differently before each run
+        runs.append(train_model(cache, labels, MODEL, tmp_path / f"run{i}", media_root=media_root, device="cpu",
+                                options={"train": TRAIN, "task": {"kind": "binary"}}))
+    weights = [load_file(r / "model.safetensors") for r in runs]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    history = [json.loads((r / "metrics.json").read_text(encoding="utf-8"))["history"] for r in runs]
+    assert history[0][0]["train"] == history[1][0]["train"]
