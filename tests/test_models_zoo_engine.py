@@ -144,3 +144,21 @@ def test_vae_amdt_attention_equals_multihead_attention_with_padding():
         g_ours, = torch.autograd.grad(ours.sum(), q)
         g_ref, = torch.autograd.grad(ref.sum(), q)
         torch.testing.assert_close(g_ours, g_ref, atol=1e-5, rtol=1e-5)
+
+
+def test_padded_head_attention_equals_plain_sdpa_at_table2_head_dim():
+    """Zero-padding the head dim (30, Table 2's) to 32 for CUDA's fused kernels changes neither outputs nor grads."""
+    from models.zoo.vae_amdt import padded_head_attention
+
+    torch.manual_seed(0)
+    q = torch.randn(3, 8, 5, 30, requires_grad=True)
+    k, v = torch.randn(3, 8, 7, 30), torch.randn(3, 8, 7, 30)
+    keep = torch.ones(3, 1, 1, 7, dtype=torch.bool)
+    keep[0, ..., 4:] = False
+    ours = padded_head_attention(q, k, v, keep)
+    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=keep)
+    assert ours.shape == (3, 8, 5, 30)
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+    g_ours, = torch.autograd.grad(ours.sum(), q)
+    g_ref, = torch.autograd.grad(ref.sum(), q)
+    torch.testing.assert_close(g_ours, g_ref, atol=1e-5, rtol=1e-5)
