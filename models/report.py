@@ -403,7 +403,8 @@ def _mean_std(values: list[float]) -> str:
     return f"{mean:.4f} ± {std:.4f}"
 
 
-def _read_csv_table(path: Path, title: str, name: str) -> Table:
+def _read_csv_table(path: Path, title: str, name: str, formatted: bool = False) -> Table:
+    """A CSV file as a report table; `formatted`: its numbers are already rounded as the papers print them, keep them."""
     try:
         with path.open(newline="", encoding="utf-8") as fh:
             rows = list(csv.reader(fh))
@@ -412,13 +413,20 @@ def _read_csv_table(path: Path, title: str, name: str) -> Table:
     if not rows:
         raise ReportError(f"{path}: empty CSV")
     counts = [_is_count(c) or c in ("seed", "fold") for c in rows[0]]
-    body = [[_whole(v) if i < len(counts) and counts[i] else v for i, v in enumerate(map(_csv_cell, r))]
+    cell = _csv_formatted_cell if formatted else _csv_cell
+    body = [[_whole(v) if i < len(counts) and counts[i] else v for i, v in enumerate(map(cell, r))]
             for r in rows[1:]]
     return Table(title, name, rows[0], body, source_csv=path)
 
 
 def _whole(v: Any) -> Any:
     return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
+def _csv_formatted_cell(text: str) -> Any:
+    """A cell of an already formatted table: counts as int, everything else as written (0.859 stays 0.859)."""
+    t = text.strip()
+    return int(t) if re.fullmatch(r"[-+]?\d+", t) else _csv_cell(t) if t.lower() == "nan" or not t else t
 
 
 def _csv_cell(text: str) -> Any:
@@ -455,7 +463,7 @@ def read_experiment(path: Path, label: str, slug: str) -> Section:
              "language_transfer": "Language transfer table"}.get(kind, "Experiment table")
     if (path / "table.csv").is_file():
         sec.tables.append(_read_csv_table(path / "table.csv", f"{title} (mean ± std over seeds/folds)",
-                                          f"{slug}_table"))
+                                          f"{slug}_table", formatted=True))
     elif runs:
         sec.tables.append(_table_from_runs(exp, runs, task, f"{slug}_table", f"{title} (mean ± std, from "
                                            f"{EXPERIMENT_FILE}: table.csv is missing)"))

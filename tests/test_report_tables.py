@@ -180,7 +180,8 @@ def make_experiment(path: Path, with_table: bool = True) -> dict:
         w.writerows([[r["cell"]["modalities"], r["seed"]] + [r["metrics"][k] for k in REGRESSION_KEYS] for r in runs])
     if with_table:
         (path / "table.csv").write_text("modalities,MAE,Corr,Acc-2,F1,Acc-7,n\nT,0.5 ± 0.1,a,b,c,d,2\n"
-                                        "TA,0.4 ± 0.1,e,f,g,h,2\n", encoding="utf-8")
+                                        "TA,0.4 ± 0.1,e,f,g,h,2\n"
+                                        "TAV pooled,0.859,0.687,79.7,79.7,38.0,1\n", encoding="utf-8")
     return exp
 
 
@@ -192,6 +193,7 @@ def test_experiment_tables_members_and_fallback(tmp_path: Path) -> None:
     assert (tables / "01-abl_results.csv").read_bytes() == (tmp_path / "abl" / "results.csv").read_bytes()
     md = files.markdown.read_text(encoding="utf-8")
     assert "| TA | 0.4 ± 0.1 | e | f | g | h | 2 |" in md
+    assert "| TAV pooled | 0.859 | 0.687 | 79.7 | 79.7 | 38.0 | 1 |" in md    # as the table rounds them, not 0.8590
     html = files.html.read_text(encoding="utf-8")
     assert html.count("<details>") == 4 and html.count("<img ") == 8     # 4 member runs x (loss + PR curve)
     assert len(files.figures) == 8
