@@ -232,7 +232,11 @@ class FeatureCache:
 
     # ---- claims: one process computes an entry while others wait for it (bounded duplicate work)
     def claim(self, key: str) -> bool:
-        """Try to become the process that computes `key`; a claim of a dead process is taken over."""
+        """Try to become the process that computes `key`; a claim of a dead process is taken over.
+
+        False while another live process holds the claim, and also when the entry is already committed: its
+        writer may have committed and released between the caller's lookup and this claim.
+        """
         claims = self.root / "claims"
         claims.mkdir(exist_ok=True)
         path = claims / key
@@ -247,6 +251,9 @@ class FeatureCache:
                 continue
             with os.fdopen(fd, "w") as fh:
                 fh.write(str(os.getpid()))
+            if key in self:
+                path.unlink(missing_ok=True)
+                return False
             return True
         return False
 

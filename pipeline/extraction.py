@@ -257,11 +257,7 @@ class ExtractionRunner:
                     out.new_entries += 1
                     continue
                 if not self.cache.claim(key):
-                    waiting.append((item, out, key))   # another process is computing it right now
-                    continue
-                entry = self._committed_after_claim(key)
-                if entry is not None:   # another process committed it between our lookup and our claim
-                    out.extractors[extractor.name] = _cached_state(entry)
+                    waiting.append((item, out, key))   # another process is computing (or just committed) it
                     continue
                 todo.append((item, out, key))
             for item, out, _ in todo:
@@ -345,10 +341,6 @@ class ExtractionRunner:
                 if entry is not None:
                     out.extractors[extractor.name] = _cached_state(entry)
                 elif self.cache.claim(key):
-                    entry = self._committed_after_claim(key)
-                    if entry is not None:
-                        out.extractors[extractor.name] = _cached_state(entry)
-                        continue
                     try:
                         self._attach_upstream(extractor, item, out)
                         self._extract(extractor, [(item, out, key)])
@@ -359,13 +351,6 @@ class ExtractionRunner:
             pending = still
             if pending:
                 time.sleep(CLAIM_POLL_SECONDS)
-
-    def _committed_after_claim(self, key: str) -> CacheEntry | None:
-        """The entry if it was committed by another process after our lookup; our claim is then dropped."""
-        entry = self.cache.get(key)
-        if entry is not None:
-            self.cache.release(key)
-        return entry
 
     def _store_missing(self, extractor: Extractor, item: MediaItem, key: str, why: str) -> None:
         meta = {"extractor": extractor.name, "version": extractor.version, "modality": extractor.modality,

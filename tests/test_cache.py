@@ -99,3 +99,14 @@ def test_media_record_merges_sources(tmp_path: Path) -> None:
     rec = cache.media_record("h")
     assert rec["sources"] == ["/a.mp4", "/b.mp4"] and rec["probe"] == {"duration": 1}
     json.dumps(rec)
+
+
+def test_claim_is_refused_for_a_committed_entry(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path / "c")
+    key = feature_key(hash_text("clip"), "logmel", "1", {})
+    assert cache.claim(key)                    # nobody holds it, nothing committed: ours to compute
+    assert cache.claim_holder(key) is not None
+    cache.put(key, {"x": torch.zeros(2)}, {"extractor": "logmel"})
+    cache.release(key)
+    assert not cache.claim(key)                # committed meanwhile: nothing left to compute
+    assert not any((cache.root / "claims").iterdir())
