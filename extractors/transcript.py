@@ -203,24 +203,24 @@ class TranscriptExtractor(Extractor):
         except (ModelUnavailable, AlignmentError) as exc:
             raise AlignmentError(f"{first_error}; whisper: {exc}" if first_error else str(exc)) from None
 
-    def recognise_windows(self, path: str, language: str | None) -> tuple[Transcription, float, bool]:
-        """Windowed recognition of a media file's streamed audio: (transcription, audio seconds, truncated).
+    def recognise_windows(self, path: str, language: str | None) -> tuple[Transcription, float]:
+        """Windowed recognition of a media file's streamed audio: (transcription, audio seconds).
 
         Windows with less than `min_speech_seconds` of detected speech are skipped; the language of the first
         recognised window (detected when not given) is used for the rest; recognition stops once more than
-        `max_words` words are found. Times are clamped to their window, so they never go back across windows.
+        `max_words` words are found (so it was cut short exactly when it holds more than that). Times are clamped
+        to their window, so they never go back across windows.
         """
         c: TranscriptConfig = self.config
         words: list[RecognizedWord] = []
         segments: list[dict[str, Any]] = []
         detected: tuple[str, float] | None = None
         n_samples = 0
-        truncated = False
         chunks = iter_audio(path, SPEECH_SAMPLE_RATE, c.asr_window_seconds)
         for start, audio in iter_speech_windows(chunks, SPEECH_SAMPLE_RATE, c.asr_window_seconds,
                                                 c.asr_cut_search_seconds, c.asr_cut_frame_seconds):
             n_samples += audio.size
-            if truncated or self._speech_seconds(audio) < c.min_speech_seconds:
+            if len(words) > c.max_words or self._speech_seconds(audio) < c.min_speech_seconds:
                 continue
             end = start + audio.size / SPEECH_SAMPLE_RATE
             try:
@@ -235,11 +235,10 @@ class TranscriptExtractor(Extractor):
                 words.append(RecognizedWord(w.word, t0, min(max(start + w.end, t0), end), w.probability))
             segments.extend({**s, "start": min(start + s["start"], end), "end": min(start + s["end"], end)}
                             for s in tr.segments)
-            truncated = len(words) > c.max_words
         lang, prob = detected or (language or "", 0.0)
         tr = Transcription(words=words, text=" ".join(w.word for w in words), language=lang,
                            language_probability=prob, segments=segments)
-        return tr, n_samples / SPEECH_SAMPLE_RATE, truncated
+        return tr, n_samples / SPEECH_SAMPLE_RATE
 
     def _one(self, item: MediaItem) -> Features:
         c: TranscriptConfig = self.config
@@ -253,7 +252,7 @@ class TranscriptExtractor(Extractor):
                 raise FeatureUnavailable("no transcript found (sources: " + ", ".join(c.sources) + ")")
             if not item.info.has_audio:
                 raise FeatureUnavailable("no transcript and no audio stream to recognise")
-            tr, meta["audio_seconds"], _ = self.recognise_windows(
+            tr, meta["audio_seconds"] = self.recognise_windows(
                 item.path, c.language or item.extras.get("language") or None)
             if not tr.words:
                 raise FeatureUnavailable("no speech detected")
