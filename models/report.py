@@ -424,9 +424,9 @@ def _whole(v: Any) -> Any:
 
 
 def _csv_formatted_cell(text: str) -> Any:
-    """A cell of an already formatted table: counts as int, everything else as written (0.859 stays 0.859)."""
-    t = text.strip()
-    return int(t) if re.fullmatch(r"[-+]?\d+", t) else _csv_cell(t) if t.lower() == "nan" or not t else t
+    """A cell of an already formatted table: read as `_csv_cell` reads it, but decimals stay as written (0.859)."""
+    value = _csv_cell(text.strip())
+    return text.strip() if isinstance(value, float) and not math.isnan(value) else value
 
 
 def _csv_cell(text: str) -> Any:

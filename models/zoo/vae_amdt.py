@@ -138,7 +138,7 @@ class AttentionBlock(nn.Module):
         vh = F.linear(kv, w_v, b_v).view(b, -1, h, e // h).transpose(1, 2)
         keep = ~key_padding(kv_mask)[:, None, None, :]
         dropout = a.dropout if self.training else 0.0
-        if qh.is_cuda and (e // h) % FUSED_HEAD_MULTIPLE:
+        if qh.is_cuda:   # pads only a head dim the fused kernels cannot take
             out = padded_head_attention(qh, kh, vh, keep, dropout)
         else:
             out = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=keep, dropout_p=dropout)
