@@ -1,7 +1,7 @@
 # Two commands on a fresh machine (each installs what it needs into .venv):
 #   make demo   - the whole pipeline on sample_videos/ (outputs under runs/demo/)
 #   make test   - the test suite (no GPU, slow tests skipped)
-.PHONY: demo test test-all install bench samples clean
+.PHONY: demo test test-all install lock bench samples clean
 
 demo:
 	bash scripts/demo.sh
@@ -14,6 +14,10 @@ test-all:
 
 install:
 	bash scripts/install.sh
+
+# Regenerate locks/ from pyproject.toml; ARGS="--upgrade-package NAME" or ARGS="--upgrade" to move versions.
+lock:
+	bash scripts/install.sh && bash scripts/lock.sh $(ARGS)
 
 bench:
 	bash scripts/install.sh && .venv/bin/python benchmarks/audio_throughput.py --report benchmarks/reports/audio_cpu.md
