@@ -232,7 +232,7 @@ def baseline_visual(files: list[Path], device: torch.device, n_frames: int) -> d
     out = {"frames": len(frames), "detect_s": t_det, "detect_fps": len(frames) / t_det, "crops": len(crops)}
     if crops:
         crops_t = torch.cat(crops)
-        for layout in ("channels_last", "contiguous"):   # the net's layout (extractors.fer.memory_format)
+        for layout in ("channels_last", "contiguous"):   # the net's layout (extraction.options.fer.memory_format)
             fer = build_extractor("fer", {"memory_format": layout}, media, str(device))
             fer.classify(crops_t[:1])                         # warm-up at both timed shapes (loads weights,
             fer.classify(crops_t)                             # lets cuDNN pick its kernels)

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print (and optionally write) its report."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=str(DEFAULT_DATA), help="folder with train.csv and valid.csv (id,text,label)")
-    p.add_argument("--config", help="YAML config (e.g. another extractors.options.text.model)")
+    p.add_argument("--config", help="YAML config (e.g. another extraction.options.text.model)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p.add_argument("--cache", help="cache directory (default: a fresh temporary one, so nothing is cached)")
     p.add_argument("--report", help="write the report (markdown) to this file")

@@ -144,16 +144,16 @@ class FaceExtractor(Extractor):
         super().__init__(*args, **kwargs)
         c: FaceConfig = self.config
         if c.fit not in ("pool", "truncate"):
-            raise ConfigError(f"extractors.face.fit must be 'pool' or 'truncate', got {c.fit!r}")
+            raise ConfigError(f"extraction.options.face.fit must be 'pool' or 'truncate', got {c.fit!r}")
         if len(c.thresholds) != 3:
-            raise ConfigError(f"extractors.face.thresholds needs 3 values (P-, R-, O-Net), got {c.thresholds}")
+            raise ConfigError(f"extraction.options.face.thresholds needs 3 values (P-, R-, O-Net), got {c.thresholds}")
         if not 0.0 <= c.min_face_fraction < 1.0:
-            raise ConfigError(f"extractors.face.min_face_fraction must be in [0, 1), got {c.min_face_fraction}")
+            raise ConfigError(f"extraction.options.face.min_face_fraction must be in [0, 1), got {c.min_face_fraction}")
         if c.scene_cut < 0:
-            raise ConfigError(f"extractors.face.scene_cut must be >= 0 (0: full detection on every frame), "
+            raise ConfigError(f"extraction.options.face.scene_cut must be >= 0 (0: full detection on every frame), "
                               f"got {c.scene_cut}")
         if c.detect_fps is not None and c.detect_fps <= 0:
-            raise ConfigError(f"extractors.face.detect_fps must be > 0 or null (every frame), got {c.detect_fps}")
+            raise ConfigError(f"extraction.options.face.detect_fps must be > 0 or null (every frame), got {c.detect_fps}")
         self.detector = FaceDetector(self.device, c.min_face_size, c.thresholds, c.pyramid_factor,
                                      c.detect_batch_size, c.min_face_fraction)   # MTCNN weights load on first use
 

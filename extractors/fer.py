@@ -57,11 +57,11 @@ class FerExtractor(Extractor):
         super().__init__(*args, **kwargs)
         c: FerConfig = self.config
         if c.output not in OUTPUTS:
-            raise ConfigError(f"extractors.fer.output must be one of {', '.join(OUTPUTS)}, got {c.output!r}")
+            raise ConfigError(f"extraction.options.fer.output must be one of {', '.join(OUTPUTS)}, got {c.output!r}")
         if c.fit not in ("pool", "truncate"):
-            raise ConfigError(f"extractors.fer.fit must be 'pool' or 'truncate', got {c.fit!r}")
+            raise ConfigError(f"extraction.options.fer.fit must be 'pool' or 'truncate', got {c.fit!r}")
         if c.memory_format not in MEMORY_FORMATS:
-            raise ConfigError(f"extractors.fer.memory_format must be one of {', '.join(MEMORY_FORMATS)}, "
+            raise ConfigError(f"extraction.options.fer.memory_format must be one of {', '.join(MEMORY_FORMATS)}, "
                               f"got {c.memory_format!r}")
         self._model: MiniXception | None = None
         self._face_configs: dict[str, Any] = {}       # media hash -> config of the face entry read

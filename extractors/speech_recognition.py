@@ -154,7 +154,7 @@ class SpeechRecognizer:
 
     def __init__(self, model: str = PACKAGED_TINY_EN, device: str = "cpu", compute_type: str = "auto",
                  beam_size: int = 1, vad_filter: bool = True, cpu_threads: int = 0,
-                 config_key: str = "extractors.options.transcript.asr_model") -> None:
+                 config_key: str = "extraction.options.transcript.asr_model") -> None:
         self.model_name = model
         self.device = "cuda" if device.startswith("cuda") else "cpu"
         self.compute_type = compute_type if compute_type != "auto" else ("float16" if self.device == "cuda"

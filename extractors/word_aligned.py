@@ -79,16 +79,16 @@ class WordAlignedExtractor(Extractor):
         super().__init__(*args, **kwargs)
         c: WordAlignedConfig = self.config
         if c.seq_len < 1:
-            raise ConfigError("extractors.options.aligned.seq_len must be at least 1")
+            raise ConfigError("extraction.options.aligned.seq_len must be at least 1")
         if c.empty_word not in ("nearest", "mask"):
-            raise ConfigError("extractors.options.aligned.empty_word must be 'nearest' or 'mask'")
+            raise ConfigError("extraction.options.aligned.empty_word must be 'nearest' or 'mask'")
         for key, names in (("audio_sources", c.audio_sources), ("visual_sources", c.visual_sources),
                            ("text_source", [c.text_source])):
             for n in names:
                 try:
                     get_extractor_class(n)
                 except ConfigError as exc:
-                    raise ConfigError(f"extractors.options.aligned.{key}: {exc}") from None
+                    raise ConfigError(f"extraction.options.aligned.{key}: {exc}") from None
         self.depends_on = tuple(dict.fromkeys(("transcript", c.text_source, *c.audio_sources,
                                                *c.visual_sources)))
 

@@ -78,7 +78,7 @@ def test_model_not_available_offline_fails_with_one_line_naming_the_key():
     with pytest.raises(TextModelUnavailable) as err:
         _encoder(model="roberta-large-not-cached-here").extract([_item("hi")])
     msg = str(err.value)
-    assert "\n" not in msg and "extractors.options.text.model" in msg and "roberta-large-not-cached-here" in msg
+    assert "\n" not in msg and "extraction.options.text.model" in msg and "roberta-large-not-cached-here" in msg
 
 
 def _csv(tmp_path: Path) -> Path:

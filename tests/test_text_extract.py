@@ -152,7 +152,7 @@ def test_non_english_needs_a_multilingual_model_named_in_the_message():
     ex = build_extractor("transcript", {}, MediaConfig(), "cpu")
     (f,) = ex.extract([_item(clip, transcript="me gusta mucho esta película", language="es")])
     assert f.meta["language"] == "es" and f.meta["alignment"].startswith("failed:")
-    assert "extractors.options.transcript.asr_model" in f.meta["alignment"]
+    assert "extraction.options.transcript.asr_model" in f.meta["alignment"]
     asr_only = build_extractor("transcript", {"language": "fr", "sources": ["asr"]}, MediaConfig(), "cpu")
     (res,) = asr_only.extract([_item(clip)])
     assert isinstance(res, ConfigError) and "English-only" in str(res)

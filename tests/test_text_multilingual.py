@@ -56,5 +56,5 @@ def test_known_spanish_text_is_aligned_by_whisper(spanish_wav: Path):
 
 def test_english_only_model_is_refused_for_spanish():
     rec = SpeechRecognizer("tiny.en")
-    with pytest.raises(RuntimeError, match="English-only.*extractors.options.transcript.asr_model.*'base'"):
+    with pytest.raises(RuntimeError, match="English-only.*extraction.options.transcript.asr_model.*'base'"):
         rec.check_language("es")

