@@ -26,10 +26,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from extractors.base import Features, MediaItem  # noqa: E402
-from extractors.face import FaceConfig, FaceExtractor  # noqa: E402
-from extractors.visual_track import box_iou  # noqa: E402
+from extractors.visual.face import FaceConfig, FaceExtractor  # noqa: E402
+from extractors.visual.track import box_iou  # noqa: E402
 from machine import machine_info  # noqa: E402
-from pipeline.devices import resolve_device  # noqa: E402
+from pipeline.system import resolve_device  # noqa: E402
 from pipeline.media import probe  # noqa: E402
 
 REFERENCE = {"detect_fps": None, "min_face_fraction": 0.0}

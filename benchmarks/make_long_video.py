@@ -23,8 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.extraction import discover_media  # noqa: E402
-from pipeline.media import probe  # noqa: E402
+from pipeline.media import discover_media, probe  # noqa: E402
 
 
 def plan_concat(clips: list[Path], durations: list[float], seconds: float) -> list[Path]:
@@ -89,7 +88,7 @@ def make_long_video(inputs: list[Path], seconds: float, out: Path, reencode: boo
                            "only stream copy (PyAV) is available")
     files, missing = discover_media(inputs)
     if missing:
-        raise FileNotFoundError(", ".join(m.path for m in missing))
+        raise FileNotFoundError(", ".join(path for path, _ in missing))
     infos = [probe(f) for f in files]
     keep = [(f, i.duration) for f, i in zip(files, infos) if i.has_video and i.has_audio and i.duration > 0]
     order = plan_concat([f for f, _ in keep], [d for _, d in keep], seconds)

@@ -86,8 +86,8 @@ def child(video: str, extractors: list[str], device: str, out: str, sample_secon
 
     import extractors as _registered  # noqa: F401  (registers every extractor)
     from pipeline.cache import FeatureCache
-    from pipeline.extraction import ExtractionRunner
-    from pipeline.settings import ExtractionConfig, SentiFlowConfig
+    from extractors.runner import ExtractionRunner
+    from extractors.config import ExtractionConfig, SentiFlowConfig
 
     sampler = RssSampler(sample_seconds)
     sampler.start()

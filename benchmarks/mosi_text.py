@@ -22,12 +22,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 
 from machine import machine_info  # noqa: E402
-from models.api import train_model  # noqa: E402
+from models.training import train_model  # noqa: E402
 from pipeline.cache import FeatureCache  # noqa: E402
-from pipeline.devices import resolve_device  # noqa: E402
+from pipeline.system import resolve_device  # noqa: E402
 from pipeline.labels import LabelTable, read_labels  # noqa: E402
-from pipeline.settings import SentiFlowConfig  # noqa: E402
-from pipeline.transcripts import extract_transcript_table  # noqa: E402
+from extractors.config import SentiFlowConfig  # noqa: E402
+from extractors.text_only import extract_transcript_table  # noqa: E402
 
 # text-only rows of the papers (MOSI test split; ours is the valid split, so the comparison is indicative)
 ANCHORS = {
@@ -132,7 +132,7 @@ def render(results: list[dict], info: dict, device: torch.device, extract_s: flo
         lines.append(f"- {name}: MAE {a['mae']:.3f}, Acc-2 {100 * a['acc2']:.1f}")
     if results:
         best = min(results, key=lambda r: r["valid"]["mae"])
-        lines += ["", f"Evaluate a run on another labelled CSV of the same form (`id,text,label`):", "",
+        lines += ["", "Evaluate a run on another labelled CSV of the same form (`id,text,label`):", "",
                   f"    sentiflow evaluate --model {best['run_dir']} --labels OTHER.csv --cache {work / 'cache'}"]
     return "\n".join(lines) + "\n"
 

@@ -42,12 +42,14 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import extractors as _registered  # noqa: E402,F401  (registers every extractor)
-from extractors.base import MediaItem, build_extractor  # noqa: E402
+from extractors.base import MediaItem  # noqa: E402
+from extractors.registry import build_extractor
 from machine import machine_info, peak_rss_mib  # noqa: E402
 from pipeline.cache import FeatureCache, hash_file  # noqa: E402
-from pipeline.extraction import ExtractionRunner, discover_media  # noqa: E402
+from extractors.runner import ExtractionRunner  # noqa: E402
+from pipeline.media import discover_media
 from pipeline.media import MediaConfig, MediaError, iter_audio, iter_frames, probe  # noqa: E402
-from pipeline.settings import ExtractionConfig, SentiFlowConfig  # noqa: E402
+from extractors.config import ExtractionConfig, SentiFlowConfig  # noqa: E402
 
 FULL_EXTRACTORS = ["logmel", "acoustic", "tonal", "face", "fer", "transcript", "text", "aligned"]
 AUDIO_EXTRACTORS = ("logmel", "acoustic", "tonal")
@@ -181,7 +183,7 @@ def run_batched(files: list[Path], extractors: list[str], device: torch.device, 
 
 def round_robin_frames(files: list[Path], n: int, media: MediaConfig, max_side: int) -> list[np.ndarray]:
     """Up to n detection-size frames taken round-robin from the files (mixed sizes, as in a real corpus)."""
-    from extractors.visual_detect import resize_for_detection
+    from extractors.visual.detect import resize_for_detection
 
     per_file = []
     for f in files:
@@ -206,9 +208,9 @@ def baseline_visual(files: list[Path], device: torch.device, n_frames: int) -> d
     """Stock MTCNN one frame at a time, then the FER net one crop at a time (and batched, for the ratio)."""
     from facenet_pytorch import MTCNN
 
-    from extractors.face import FaceConfig
-    from extractors.fer import FerConfig
-    from extractors.visual_crops import crop_faces, crop_geometry
+    from extractors.visual.face import FaceConfig
+    from extractors.visual.fer import FerConfig
+    from extractors.visual.crops import crop_faces, crop_geometry
 
     media, fc, rc = MediaConfig(), FaceConfig(), FerConfig()
     frames = round_robin_frames(files, n_frames, media, fc.detect_max_side)
@@ -265,7 +267,7 @@ def baseline_audio_transcript(files: list[Path], device: torch.device) -> dict[s
 
 def baseline_text(texts: list[str], device: torch.device) -> dict[str, float]:
     """The text encoder on one sentence at a time (tokenize, forward, copy back), as common toolkits do."""
-    from extractors.text_encoder import TextEncoderConfig, load_text_model
+    from extractors.text.encoder import TextEncoderConfig, load_text_model
 
     c = TextEncoderConfig()
     tokenizer, model = load_text_model(c.model, device, c.dtype)

@@ -21,9 +21,10 @@ import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 from machine import machine_info  # noqa: E402
-from models.base import ModelSpec, build_model  # noqa: E402
+from models.base import ModelSpec  # noqa: E402
+from models.registry import build_model
 from models.trainer import TrainConfig, _autocast, amp_dtype  # noqa: E402
-from pipeline.devices import resolve_device  # noqa: E402
+from pipeline.system import resolve_device  # noqa: E402
 from train_throughput import TABLE2, table2_split  # noqa: E402
 
 

@@ -1,6 +1,6 @@
 """Time the transcript-only text path on CMU-MOSI's 1,510 train+valid segments (no video involved).
 
-Runs `pipeline.transcripts.extract_transcript_table` (the same call as `sentiflow extract --transcripts`) into a
+Runs `extractors.text_only.extract_transcript_table` (the same call as `sentiflow extract --transcripts`) into a
 fresh cache and reports seconds, texts per second, truncation and the machine:
 
     python benchmarks/text_mosi_extract.py --device cpu --report benchmarks/reports/text_mosi_extract_cpu.md
@@ -21,10 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import machine_info, peak_rss_mib  # noqa: E402
 from pipeline.cache import FeatureCache  # noqa: E402
-from pipeline.devices import resolve_device  # noqa: E402
+from pipeline.system import resolve_device  # noqa: E402
 from pipeline.labels import LabelTable, read_labels  # noqa: E402
-from pipeline.settings import load_config  # noqa: E402
-from pipeline.transcripts import extract_transcript_table  # noqa: E402
+from extractors.config import load_config  # noqa: E402
+from extractors.text_only import extract_transcript_table  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mosi_text"
 

@@ -1,10 +1,10 @@
-"""The extractor interface (name, version, config, extract) and the registry of extractors."""
+"""The extractor interface (name, version, config, extract) and the sequence helpers extractors share."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Sequence, TypeVar
+from typing import Any, ClassVar, Sequence
 
 import torch
 
@@ -36,9 +36,6 @@ class FeatureUnavailable(Exception):
 
 class ExtractionFailed(Exception):
     """The extractor could not process this item (corrupt data, decoder error): retried on re-run."""
-
-
-E = TypeVar("E", bound="Extractor")
 
 
 class Extractor(ABC):
@@ -80,43 +77,6 @@ class Extractor(ABC):
     @abstractmethod
     def extract(self, batch: Sequence[MediaItem]) -> list[Features | Exception]:
         """Compute features for a batch; element i is item i's Features or the exception it raised."""
-
-
-_REGISTRY: dict[str, type[Extractor]] = {}
-
-
-def register_extractor(cls: type[E]) -> type[E]:
-    """Class decorator: make an extractor available by its name."""
-    for attr in ("name", "version", "modality", "Config"):
-        if not hasattr(cls, attr):
-            raise TypeError(f"extractor {cls.__name__} must define {attr}")
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise ValueError(f"extractor name {cls.name!r} is registered twice")
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def registry() -> dict[str, type[Extractor]]:
-    """All registered extractors by name (importing the built-in modules first)."""
-    import extractors  # noqa: F401  (registers the built-ins)
-
-    return dict(_REGISTRY)
-
-
-def get_extractor_class(name: str) -> type[Extractor]:
-    """The extractor class registered under `name`, or a ConfigError listing the known names."""
-    reg = registry()
-    if name not in reg:
-        raise ConfigError(f"unknown extractor {name!r}; known: {', '.join(sorted(reg))}")
-    return reg[name]
-
-
-def build_extractor(name: str, options: dict[str, Any] | None, media: MediaConfig,
-                    device: str | torch.device = "cpu") -> Extractor:
-    """Instantiate a registered extractor from its option dict."""
-    cls = get_extractor_class(name)
-    config = cls.Config.from_dict(options or {}, where=f"extractors.{name}")
-    return cls(config=config, media=media, device=device)
 
 
 def fit_sequence(x: torch.Tensor, length: int, mode: str = "pool") -> tuple[torch.Tensor, torch.Tensor, int]:

@@ -9,9 +9,11 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from flows import settings
+from flows import environment as settings
+from flows.corpus import open_corpus
 from flows.report import attach_report
 from flows.train import metrics_markdown
+from models.run_dir import EVAL_DIR
 
 INLINE_PLOT_BYTES = 1_500_000   # plots up to this size are embedded in the artifact; larger ones are linked
 
@@ -34,22 +36,17 @@ def evaluate(run_dir: str | None = None, dataset: str = "mosi", root: str | None
              cache: str | None = None, out_dir: str | None = None, device: str = "auto", folds: str | None = None,
              language: str | None = None, extract_missing: bool = True) -> dict[str, Any]:
     """Metrics of a model run on one split of a labelled dataset, with plots, as Prefect artifacts."""
-    from models.api import evaluate_run
-    from pipeline.datasets import load_dataset
+    from models.evaluation import evaluate_run
     from pipeline.labels import MODES, LabelTable
 
     if split not in MODES + ("all",):
         raise settings.FlowSettingError(f"split must be one of {', '.join(MODES)} or all, got {split!r}")
     run = Path(run_dir).expanduser() if run_dir else settings.latest_run(settings.runs_dir())
-    root_path = settings.dataset_root(dataset, root)
-    opts: dict[str, Any] = {k: v for k, v in (("folds", folds), ("language", language)) if v}
-    ds = load_dataset(dataset, root_path, **opts)
-    if ds.table is None:
-        raise settings.FlowSettingError(f"dataset {dataset!r} has no labels: evaluation needs a labelled dataset")
+    ds = open_corpus(dataset, root, folds, language, labelled_for="evaluation")
     table: LabelTable = ds.table if split == "all" else ds.table.split(split)
     if not len(table):
-        raise settings.FlowSettingError(f"{dataset} at {root_path} has no rows in split {split!r}")
-    target = Path(out_dir).expanduser() if out_dir else run / "eval" / f"{dataset}-{split}"
+        raise settings.FlowSettingError(f"{dataset} at {ds.root} has no rows in split {split!r}")
+    target = Path(out_dir).expanduser() if out_dir else run / EVAL_DIR / f"{dataset}-{split}"
     metrics = evaluate_run(run, table, settings.cache_dir(cache), out_dir=target, device=device,
                            extract_missing=extract_missing)
     scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)}

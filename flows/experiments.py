@@ -2,7 +2,7 @@
 
 Each flow loads a labelled dataset through its adapter, runs the experiment of `models.experiments` (every
 member run is an ordinary run directory), and attaches the table as a Prefect table artifact plus the
-results report (`models.report`) as a markdown artifact. Paths come from parameters or the worker's
+results report (`models.report.build`) as a markdown artifact. Paths come from parameters or the worker's
 environment (flows/settings.py), never from the deployment.
 """
 
@@ -15,21 +15,9 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
-from flows import settings
+from flows import environment as settings
+from flows.corpus import open_corpus
 from flows.train import with_dataset_task
-
-
-def _table(dataset: str, root: str | None, folds: str | None = None, language: str | None = None) -> Any:
-    """The label table of a dataset via its adapter; an unlabelled dataset is an error."""
-    from pipeline.datasets import load_dataset
-
-    root_path = settings.dataset_root(dataset, root)
-    opts: dict[str, Any] = {k: v for k, v in (("folds", folds), ("language", language)) if v}
-    ds = load_dataset(dataset, root_path, **opts)
-    if ds.table is None:
-        raise settings.FlowSettingError(f"dataset {dataset!r} has no labels: experiments need a labelled dataset")
-    print(f"{dataset} at {root_path}: {ds.summary()}")
-    return ds
 
 
 def _out_dir(kind: str, dataset: str, model: str, runs: str | None, name: str | None) -> Path:
@@ -56,7 +44,7 @@ def ablate(dataset: str = "mosi", root: str | None = None, model: str = "vae_amd
     """Train `model` over modality subsets x switched-off components x seeds; returns the experiment dir."""
     from models.experiments.ablation import run_ablation
 
-    ds = _table(dataset, root, folds, language)
+    ds = open_corpus(dataset, root, folds, language, labelled_for="experiments")
     out = _out_dir("ablation", dataset, model, runs, name)
     result = run_ablation(settings.cache_dir(cache), ds.table, model, out, modality_sets=modality_sets,
                           components=components, seeds=tuple(seeds or (1, 2, 3)),
@@ -74,7 +62,7 @@ def crossval(dataset: str = "mosi", root: str | None = None, model: str = "vae_a
     """k-fold cross-validation grouped by source video, beside the standard split; returns the experiment dir."""
     from models.experiments.cross_validation import run_cross_validation
 
-    ds = _table(dataset, root, folds, language)
+    ds = open_corpus(dataset, root, folds, language, labelled_for="experiments")
     out = _out_dir("crossval", dataset, model, runs, name)
     result = run_cross_validation(settings.cache_dir(cache), ds.table, model, out, folds=k,
                                   seeds=tuple(seeds or (1,)), standard_split=standard_split,
@@ -94,7 +82,7 @@ def transfer(source_dataset: str = "mosi", source_root: str | None = None, targe
     from models.experiments.language_transfer import run_language_transfer
     from pipeline.labels import LabelTable
 
-    source = _table(source_dataset, source_root, source_folds)
+    source = open_corpus(source_dataset, source_root, source_folds, labelled_for="experiments")
     languages = sorted({r.language for r in source.table})
     if len(languages) != 1 or not languages[0]:
         raise settings.FlowSettingError(f"source dataset {source_dataset!r} must hold one language, found "
@@ -102,7 +90,7 @@ def transfer(source_dataset: str = "mosi", source_root: str | None = None, targe
     targets = list(target_languages or ["es"])
     rows = list(source.table)
     for lang in targets:
-        rows.extend(_table(target_dataset, target_root, language=lang).table)
+        rows.extend(open_corpus(target_dataset, target_root, language=lang, labelled_for="experiments").table)
     table = LabelTable(rows, f"{source_dataset}+{target_dataset}")
     out = _out_dir("transfer", f"{source_dataset}-{target_dataset}", model, runs, name)
     result = run_language_transfer(settings.cache_dir(cache), table, model, out, source=languages[0],

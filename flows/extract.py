@@ -1,7 +1,7 @@
 """Prefect flow `extract`: a dataset or a folder of videos -> the feature cache, batch by batch.
 
 Each batch is planned on the CPU (content hash + cache lookup, run in parallel), and only batches with work
-left run `pipeline.extraction.ExtractionRunner` (the library the CLI uses), inside a per-host global
+left run `extractors.runner.ExtractionRunner` (the library the CLI uses), inside a per-host global
 concurrency slot so GPU work is serialised. Transient failures (CUDA out of memory, I/O hiccups) retry the
 batch; a batch that still fails marks its files failed with the reason and the rest goes on. A progress
 artifact follows the batches and a table artifact lists every file as done / cached / failed with reasons.
@@ -20,7 +20,8 @@ from prefect.artifacts import create_progress_artifact, create_table_artifact, u
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 
-from flows import settings
+from flows import environment as settings
+from flows.corpus import open_corpus
 
 TRANSIENT_ERRNOS = {errno.EAGAIN, errno.EBUSY, errno.EINTR, errno.ETIMEDOUT, errno.EMFILE, errno.ENFILE,
                     errno.ECONNRESET, errno.ECONNREFUSED}
@@ -58,11 +59,11 @@ def _retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
 
 def _runner(config: dict[str, Any], cache: str, device: str, only: Sequence[str] | None):
     """This thread's ExtractionRunner for (config, cache, device, only), built once per thread."""
+    from extractors.config import SentiFlowConfig
+    from extractors.runner import ExtractionRunner
     from pipeline.cache import FeatureCache
     from pipeline.config import stable_hash
-    from pipeline.devices import resolve_device
-    from pipeline.extraction import ExtractionRunner
-    from pipeline.settings import SentiFlowConfig
+    from pipeline.system import resolve_device
 
     key = (stable_hash(config), cache, device, tuple(only or ()))
     runners = getattr(_local, "runners", None)
@@ -77,36 +78,8 @@ def _runner(config: dict[str, Any], cache: str, device: str, only: Sequence[str]
 @task(name="plan-batch", cache_policy=NO_CACHE)
 def plan_batch(paths: list[str], extras: dict[str, dict[str, Any]], config: dict[str, Any], cache: str,
                only: list[str] | None) -> list[dict[str, Any]]:
-    """Probe, hash and look up each file's entries (CPU only): fully cached files need no device slot.
-
-    Keys come from the runner's own `key_for`; a file whose keys cannot be worked out here simply goes to
-    extraction, which decides for itself (so this step can only save work, never skip any).
-    """
-    from extractors.base import MediaItem
-    from pipeline.cache import STATUS_MISSING, hash_file
-    from pipeline.media import MediaError, probe
-
-    runner = _runner(config, cache, "cpu", only)
-    plans: list[dict[str, Any]] = []
-    for p in paths:
-        plan: dict[str, Any] = {"path": p, "cached": False}
-        plans.append(plan)
-        try:
-            item = MediaItem(path=p, media_hash=hash_file(p), info=probe(p), extras=dict(extras.get(p, {})))
-        except (OSError, MediaError):
-            continue
-        keys: dict[str, str] = {}
-        states: dict[str, str] = {}
-        for ex in runner.extractors:
-            keys[ex.name] = runner.key_for(ex, item.media_hash, item, keys)
-            entry = runner.cache.get(keys[ex.name])
-            if entry is None:
-                break
-            states[ex.name] = "cached" if entry.status != STATUS_MISSING else \
-                f"missing: {entry.meta.get('reason', '')}"
-        else:
-            plan.update(cached=True, extractors=states)
-    return plans
+    """Look up each file's entries (CPU only, `ExtractionRunner.plan`): fully cached files need no device slot."""
+    return _runner(config, cache, "cpu", only).plan(paths, extras)
 
 
 @task(name="extract-batch", cache_policy=NO_CACHE, retry_condition_fn=_retry_if_transient)
@@ -163,9 +136,9 @@ def extract_media(paths: Sequence[str | Path], cache: str, config: dict[str, Any
                   orchestration: dict[str, Any] | None = None, artifact_prefix: str = "extract",
                   problems: Sequence[str] = ()) -> dict[str, Any]:
     """Inside a flow: plan and extract `paths` batch by batch as tasks; returns counts and per-file rows."""
-    from pipeline.devices import resolve_device
-    from pipeline.extraction import discover_media
-    from pipeline.settings import SentiFlowConfig
+    from extractors.config import SentiFlowConfig
+    from pipeline.media import discover_media
+    from pipeline.system import resolve_device
 
     orch = settings.OrchestrationConfig.from_dict(orchestration or {}, where="orchestration")
     cfg = SentiFlowConfig.from_dict(config or {})
@@ -233,22 +206,14 @@ def extract(dataset: str = "folder", root: str | None = None, cache: str | None 
             device: str = "auto", only: list[str] | None = None, folds: str | None = None,
             language: str | None = None, orchestration: dict[str, Any] | None = None) -> dict[str, int]:
     """Extract features of a dataset (mosi, mosei, moseas, urfunny, mmsa) or a folder of videos into the cache."""
-    from pipeline.datasets import load_dataset
-    from pipeline.settings import load_config
+    from extractors.config import load_config
 
-    root_path = settings.dataset_root(dataset, root)
-    options: dict[str, Any] = {}
-    if folds:
-        options["folds"] = folds
-    if language:
-        options["language"] = language
-    ds = load_dataset(dataset, root_path, **options)
+    ds = open_corpus(dataset, root, folds, language)
     cache_path = str(settings.cache_dir(cache))
-    print(f"{dataset} at {root_path}: {ds.summary()}")
     result = extract_media(ds.media, cache_path, load_config(settings.config_path(config)).to_dict(), device, only,
                            ds.extras(), orchestration, problems=ds.problems)
     counts = result["counts"]
     print(f"{counts['done']} done, {counts['cached']} cached, {counts['failed']} failed -> {cache_path}")
     if counts["done"] + counts["cached"] == 0:
-        raise RuntimeError(f"no file of {dataset} at {root_path} could be extracted; see the extract-summary artifact")
+        raise RuntimeError(f"no file of {dataset} at {ds.root} could be extracted; see the extract-summary artifact")
     return counts

@@ -9,7 +9,7 @@ from pathlib import Path
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
-from flows import settings
+from flows import environment as settings
 
 INLINE_IMAGE_BYTES = 1_500_000   # images up to this size are embedded in the artifact; larger ones stay links
 _IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+\.png)\)")
@@ -29,7 +29,7 @@ def inline_images(markdown: str, base: Path) -> str:
 
 def attach_report(paths: list[Path], out_dir: Path, title: str | None, key: str = "results-report") -> str:
     """Build the report of `paths` into `out_dir` and attach its Markdown (figures inline) as an artifact."""
-    from models.report import build_report
+    from models.report.build import build_report
 
     files = build_report(paths, out_dir, title=title)
     md_path = Path(files.markdown)

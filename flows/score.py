@@ -9,8 +9,9 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
-from flows import settings
+from flows import environment as settings
 from flows.extract import extract_media
+from pipeline.files import markdown_table
 
 SCORE_FORMATS = ("csv", "parquet")
 
@@ -22,10 +23,8 @@ def scores_markdown(frame: Any, out_file: Path, run_dir: Path, max_rows: int) ->
     lines.append(f"{len(frame)} clip(s), {len(ok)} scored, {len(frame) - len(ok)} failed")
     if "score" in frame and len(ok):
         lines.append(f"; mean score {ok['score'].astype(float).mean():+.3f}")
-    lines += ["", "| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
-    for _, row in frame.head(max_rows).iterrows():
-        cells = [f"{v:+.3f}" if isinstance(v, float) else str(v) for v in row.tolist()]
-        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    rows = [[f"{v:+.3f}" if isinstance(v, float) else v for v in row] for row in frame.head(max_rows).values.tolist()]
+    lines += ["", markdown_table(list(frame.columns), rows).rstrip("\n")]
     if len(frame) > max_rows:
         lines.append(f"\n... {len(frame) - max_rows} more rows in the file")
     return "\n".join(lines) + "\n"
@@ -36,10 +35,10 @@ def score(folder: str | None = None, run_dir: str | None = None, cache: str | No
           fmt: str = "csv", device: str = "auto", orchestration: dict[str, Any] | None = None,
           artifact_rows: int = 50) -> str:
     """Score every video under `folder` (or SENTIFLOW_INBOX) with a model run (default: the latest one)."""
-    from models.api import score_media
-    from models.checkpoint import read_run_record
-    from models.datasets import DataConfig
-    from pipeline.datasets import load_folder
+    from models.data import DataConfig
+    from models.run_dir import read_run_record
+    from models.scoring import score_media
+    from pipeline.corpora.folder import load_folder
 
     if fmt not in SCORE_FORMATS:
         raise settings.FlowSettingError(f"fmt must be one of {', '.join(SCORE_FORMATS)}, got {fmt!r}")
@@ -48,7 +47,7 @@ def score(folder: str | None = None, run_dir: str | None = None, cache: str | No
     cache_path = str(settings.cache_dir(cache))
     record = read_run_record(run)
     data = DataConfig.from_dict(record["data"])
-    needed = sorted({data.sources[m].extractor for m in data.modalities})
+    needed = data.extractors()   # word-aligned runs read "aligned", not the unaligned sources
     print(f"scoring {len(videos.media)} video(s) under {videos.root} with {run} (extractors {', '.join(needed)})")
     extract_media(videos.media, cache_path, record["features"], device, needed, orchestration=orchestration,
                   artifact_prefix="score-extract")

@@ -1,4 +1,4 @@
-"""Prefect flow `train`: a labelled dataset's cached features -> a model run directory (via models.api)."""
+"""Prefect flow `train`: a labelled dataset's cached features -> a model run directory (via models.training)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
-from flows import settings
+from flows import environment as settings
+from flows.corpus import open_corpus
+from models.run_dir import METRICS_FILE
+from pipeline.files import markdown_table
 
 
 def metrics_markdown(title: str, metrics: dict[str, Any]) -> str:
     """A markdown table of the scalar entries of a metrics dict."""
-    lines = [f"# {title}", "", "| metric | value |", "|---|---|"]
     flat: dict[str, Any] = {}
     for k, v in metrics.items():
         if isinstance(v, dict) and k == "metrics":
@@ -22,14 +24,9 @@ def metrics_markdown(title: str, metrics: dict[str, Any]) -> str:
                 flat.update({f"{split} {n}": x for n, x in (ms.items() if isinstance(ms, dict) else [])})
         else:
             flat[k] = v
-    for k, v in flat.items():
-        if isinstance(v, bool):
-            lines.append(f"| {k} | {v} |")
-        elif isinstance(v, float):
-            lines.append(f"| {k} | {v:.4f} |")
-        elif isinstance(v, (int, str)):
-            lines.append(f"| {k} | {v} |")
-    return "\n".join(lines) + "\n"
+    rows = [[k, f"{v:.4f}" if isinstance(v, float) and not isinstance(v, bool) else v]
+            for k, v in flat.items() if isinstance(v, (int, float, str))]
+    return f"# {title}\n\n" + markdown_table(["metric", "value"], rows)
 
 
 def with_dataset_task(options: dict[str, Any] | None, task: str) -> dict[str, Any]:
@@ -46,21 +43,15 @@ def train(dataset: str = "mosi", root: str | None = None, model: str = "vae_amdt
           modalities: list[str] | None = None, options: dict[str, Any] | None = None, folds: str | None = None,
           language: str | None = None, extract_missing: bool = False) -> str:
     """Train `model` on a labelled dataset's cached features; returns the run directory."""
-    from models.api import train_model
-    from pipeline.datasets import load_dataset
+    from models.training import train_model
 
-    root_path = settings.dataset_root(dataset, root)
-    opts: dict[str, Any] = {k: v for k, v in (("folds", folds), ("language", language)) if v}
-    ds = load_dataset(dataset, root_path, **opts)
-    if ds.table is None:
-        raise settings.FlowSettingError(f"dataset {dataset!r} has no labels: training needs a labelled dataset")
-    print(f"{dataset} at {root_path}: {ds.summary()}")
+    ds = open_corpus(dataset, root, folds, language, labelled_for="training")
     name = run_name or f"{dataset}-{model}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
     out_dir = settings.runs_dir(runs) / name
     run_dir = train_model(settings.cache_dir(cache), ds.table, model, out_dir,
                           config_path=settings.config_path(config), device=device, modalities=modalities,
                           options=with_dataset_task(options, ds.task), extract_missing=extract_missing)
-    summary = _read_json(Path(run_dir) / "metrics.json")
+    summary = _read_json(Path(run_dir) / METRICS_FILE)
     create_markdown_artifact(key="train-summary", markdown=metrics_markdown(
         f"{model} on {dataset}: {run_dir}", summary if isinstance(summary, dict) else {}),
         description=f"model run {run_dir}")

@@ -1,7 +1,7 @@
-"""The one model interface every SentiFlow model implements, and the model registry.
+"""The one model interface every SentiFlow model implements.
 
 A batch is a dict of tensors (all on one device). Keys a model may read, each present only when the
-dataset provides that modality (see `models.datasets`):
+dataset provides that modality (see `models.data`):
   "text"  (B, T_l, D_l), "text_mask"  (B, T_l)      unaligned token embeddings from the text extractor
   "audio" (B, T_a, D_a), "audio_mask" (B, T_a)      unaligned acoustic sequence (e.g. log-mel 128 x 128)
   "visual"(B, T_v, D_v), "visual_mask"(B, T_v)      unaligned visual sequence (e.g. FER embeddings 64 x D)
@@ -18,14 +18,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from models.tasks import DEFAULT_LOSS, TaskKind
 from pipeline.config import ConfigBase, ConfigError
-
-TASKS = ("regression", "binary", "classification", "multilabel")
+from pipeline.modalities import MODALITIES
 
 
 @dataclass
@@ -38,6 +38,7 @@ class ModelSpec(ConfigBase):
     n_outputs: int = 1
     n_languages: int = 1
     pos_weight: list[float] = field(default_factory=list)    # binary/multilabel BCE weight of positives, per output
+    loss: str = DEFAULT_LOSS     # regression task loss (models.tasks.REGRESSION_LOSSES); the default is L1
 
 
 @dataclass
@@ -54,15 +55,14 @@ class SentimentModel(nn.Module, ABC):
 
     name: ClassVar[str]
     Config: ClassVar[type[ConfigBase]]
-    modalities: ClassVar[tuple[str, ...]] = ("text", "audio", "visual")   # the modalities it can use
+    modalities: ClassVar[tuple[str, ...]] = MODALITIES   # the modalities it can use
     aligned: ClassVar[bool] = False          # True: needs word-aligned features ("aligned_*" keys)
     ablatable: ClassVar[tuple[str, ...]] = ()  # components that `config` can switch off for ablations
     uses_token_ids: ClassVar[bool] = False   # True: reads "text_ids"/"text_attention_mask"/"text_word_index"
 
     def __init__(self, config: ConfigBase, spec: ModelSpec) -> None:
         super().__init__()
-        if spec.task not in TASKS:
-            raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {spec.task!r}")
+        self.task_kind = TaskKind.of(spec.task)
         self.config = config
         self.spec = spec
         if spec.pos_weight:
@@ -87,57 +87,11 @@ class SentimentModel(nn.Module, ABC):
 
     def predict(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Final predictions: scores for regression, probabilities for binary/multi-label, class ids otherwise."""
-        pred = self.forward(batch).prediction
-        if self.spec.task == "regression":
-            return pred.squeeze(-1)
-        if self.spec.task == "binary":
-            return torch.sigmoid(pred.squeeze(-1))
-        if self.spec.task == "multilabel":
-            return torch.sigmoid(pred)
-        return pred.argmax(-1)
+        return self.task_kind.activation(self.forward(batch).prediction)
 
     def task_loss(self, prediction: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        """The task's standard loss (L1 for regression as in the MSA papers, BCE with `spec.pos_weight`, CE)."""
-        if self.spec.task == "regression":
-            return nn.functional.l1_loss(prediction.squeeze(-1), label.float())
-        pos_weight = self.bce_pos_weight
-        if pos_weight is not None:
-            pos_weight = pos_weight.to(prediction.device)
-        if self.spec.task == "binary":
-            return nn.functional.binary_cross_entropy_with_logits(
-                prediction.float().squeeze(-1), label.float().reshape(-1), pos_weight=pos_weight)
-        if self.spec.task == "multilabel":
-            return nn.functional.binary_cross_entropy_with_logits(prediction.float(), label.float(),
-                                                                  pos_weight=pos_weight)
-        return nn.functional.cross_entropy(prediction, label.long())
-
-
-M = TypeVar("M", bound=type[SentimentModel])
-_MODELS: dict[str, type[SentimentModel]] = {}
-
-
-def register_model(cls: M) -> M:
-    """Class decorator: make a model available to `sentiflow train --model NAME`."""
-    if getattr(cls, "name", None) in _MODELS and _MODELS[cls.name] is not cls:
-        raise ValueError(f"model name {cls.name!r} registered twice")
-    _MODELS[cls.name] = cls
-    return cls
-
-
-def model_registry() -> dict[str, type[SentimentModel]]:
-    """All registered models by name (importing the zoo first)."""
-    import models.zoo  # noqa: F401  (registration side effects)
-
-    return dict(_MODELS)
-
-
-def build_model(name: str, spec: ModelSpec, options: dict[str, Any] | None = None) -> SentimentModel:
-    """Instantiate a registered model with its config built from `options`."""
-    reg = model_registry()
-    if name not in reg:
-        raise ConfigError(f"unknown model {name!r}; known: {', '.join(sorted(reg))}")
-    cls = reg[name]
-    return cls(cls.Config.from_dict(options or {}, where=f"model.{name}"), spec)
+        """The task's loss (`TaskKind.loss`: the spec's regression loss, BCE with `spec.pos_weight`, CE)."""
+        return self.task_kind.loss(prediction, label, self.bce_pos_weight, self.spec.loss)
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:

@@ -7,18 +7,16 @@ epoch counters and history into a JSON file next to it, so resuming continues th
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import platform
-import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from pipeline.processes import pid_alive
+from pipeline.errors import SentiFlowError
+from pipeline.files import atomic_write, atomic_write_json
+from pipeline.system import library_versions
 
 MODEL_PREFIX = "model."
 OPTIM_PREFIX = "optim."
@@ -26,41 +24,18 @@ RNG_CPU = "rng.cpu"
 RNG_CUDA = "rng.cuda"
 
 
-LOCK_FILE = ".training.lock"
 
-
-class CheckpointError(Exception):
+class CheckpointError(SentiFlowError):
     """A checkpoint is missing, incomplete, or does not match the model."""
 
 
-def versions() -> dict[str, str]:
-    """Library versions recorded with every run."""
-    import numpy
-    import safetensors
-
-    out = {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
-           "safetensors": safetensors.__version__}
-    try:
-        from importlib.metadata import version
-        out["sentiflow"] = version("sentiflow")
-    except Exception:  # noqa: BLE001 - not installed as a package
-        out["sentiflow"] = "unknown"
-    return out
-
-
 def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    plain = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    atomic_write(path, lambda tmp: save_file(plain, str(tmp), metadata=metadata))
 
 
-def _atomic_json(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
-    tmp.write_text(json.dumps(obj, indent=1, default=_json_default), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _json_default(o: Any) -> Any:
+def json_default(o: Any) -> Any:
+    """JSON for the values a checkpoint or run record holds besides plain ones: tensors and paths."""
     if isinstance(o, torch.Tensor):
         return o.item() if o.numel() == 1 else o.tolist()
     if isinstance(o, Path):
@@ -75,34 +50,6 @@ def read_safetensors(path: Path, device: str | torch.device = "cpu") -> dict[str
     except Exception as exc:  # noqa: BLE001 - safetensors raises several types for a bad header
         raise CheckpointError(f"{path} is not a valid safetensors file ({exc}); SentiFlow loads weights only from "
                               "safetensors and never unpickles checkpoints") from exc
-
-
-@contextlib.contextmanager
-def run_dir_lock(run_dir: Path) -> Iterator[None]:
-    """Hold `run_dir` for one training process; a second training into it is refused while the first runs."""
-    lock = Path(run_dir) / LOCK_FILE
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                holder = int(lock.read_text() or "0")
-            except (OSError, ValueError):
-                holder = 0
-            if holder and pid_alive(holder):
-                raise CheckpointError(f"run directory {run_dir} is being written by training process {holder}; "
-                                      "choose another --out") from None
-            lock.unlink(missing_ok=True)   # left by a training that died
-            continue
-        with os.fdopen(fd, "w") as fh:
-            fh.write(str(os.getpid()))
-        break
-    else:
-        raise CheckpointError(f"cannot lock run directory {run_dir}")
-    try:
-        yield
-    finally:
-        lock.unlink(missing_ok=True)
 
 
 def save_weights(model: torch.nn.Module, path: str | Path) -> None:
@@ -159,9 +106,9 @@ def save_training_state(path: str | Path, model: torch.nn.Module, optimizer: tor
         tensors[RNG_CUDA] = torch.cuda.get_rng_state()
     info = {"optimizer": opt_info, "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
-            "state": state, "versions": versions()}
+            "state": state, "versions": library_versions()}
     _atomic_save(tensors, path.with_suffix(".safetensors"))
-    _atomic_json(info, path.with_suffix(".json"))   # written last: its presence marks a complete checkpoint
+    atomic_write_json(path.with_suffix(".json"), info, default=json_default)   # last: marks a complete checkpoint
 
 
 def load_training_state(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -188,50 +135,3 @@ def load_training_state(path: str | Path, model: torch.nn.Module, optimizer: tor
     if RNG_CUDA in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors[RNG_CUDA])
     return info["state"]
-
-
-RUN_FILE = "run.json"
-WEIGHTS_FILE = "model.safetensors"
-
-
-def weights_id(path: str | Path) -> str:
-    """Short content hash of a weights file (identifies a trained model in score tables)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()[:12]
-
-
-def write_run_record(run_dir: str | Path, record: dict[str, Any]) -> None:
-    """Write run.json: model name and config, data spec, train/data/feature configs, versions."""
-    _atomic_json({**record, "versions": versions()}, Path(run_dir) / RUN_FILE)
-
-
-def read_run_record(run_dir: str | Path) -> dict[str, Any]:
-    """The run.json of a run directory (a clear error when the directory is not a trained run)."""
-    run_dir = Path(run_dir)
-    path = run_dir / RUN_FILE
-    if not path.is_file():
-        raise CheckpointError(f"{run_dir} is not a SentiFlow run directory (no {RUN_FILE}); "
-                              "train one with `sentiflow train`")
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Rebuild a trained model from its run directory (best weights) in eval mode, with its run record."""
-    from models.base import ModelSpec, build_model
-
-    run_dir = Path(run_dir)
-    record = read_run_record(run_dir)
-    weights = run_dir / WEIGHTS_FILE
-    if not weights.is_file():
-        raise CheckpointError(f"{run_dir} has no trained weights ({WEIGHTS_FILE}); training did not finish an epoch")
-    spec = ModelSpec.from_dict(record["spec"])
-    model = build_model(record["model"], spec, record["model_config"])
-    load_weights(model, weights, device)
-    model.to(device).eval()
-    record["model_id"] = f"{record['model']}@{weights_id(weights)}"
-    return model, record

@@ -21,7 +21,8 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from models.datasets import PackedSplit
+from models.data import PackedSplit
+from models.run_dir import INSIGHTS_FILE
 from models.trainer import predict_split
 
 # extras key -> (plot title, x-axis label)
@@ -30,7 +31,6 @@ INSIGHTS: dict[str, tuple[str, str]] = {
     "modality_selection": ("policy: share of each clip's windows that use the modality", "share of windows"),
     "modality_shift": ("shifting gate: share of the text representation's shift from each modality", "share of shift"),
 }
-INSIGHTS_FILE = "insights.json"
 SHARES = ("modality_attention", "modality_shift")   # parts sum to 1 per clip: one part alone says nothing
 
 

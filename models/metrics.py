@@ -1,4 +1,5 @@
-"""Regression metrics exactly as the MSA literature reports them (MMSA conventions), plus MMD.
+"""Metrics exactly as the MSA literature reports them (MMSA conventions): regression, binary, classes,
+multi-label emotions; plus MMD between representations.
 
 Acc-2 comes in two conventions that papers mix: "has0" counts every sample and compares
 negative (< 0) against non-negative (>= 0); "non0" drops samples whose true label is exactly 0 and
@@ -8,13 +9,15 @@ predictions and labels after clipping both to [-3, 3] (seven classes -3..3); Acc
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, Sequence
 
 import numpy as np
 import torch
-from sklearn.metrics import f1_score, precision_recall_curve
+from sklearn.metrics import f1_score, precision_recall_curve, precision_score, recall_score
 
 SCORE_RANGE = (-3.0, 3.0)   # the MOSI/MOSEI label scale
+DECISION_PROBABILITY = 0.5  # sigmoid output above which binary / multi-label predictions are positive
 
 
 def _as_array(x: Any) -> np.ndarray:
@@ -22,6 +25,12 @@ def _as_array(x: Any) -> np.ndarray:
         x = x.detach().float().cpu().numpy()
     arr = np.asarray(x, dtype=np.float64).reshape(-1)
     return arr
+
+
+def _matrix(x: Any) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().float().cpu().numpy()
+    return np.asarray(x, dtype=np.float64)
 
 
 def multiclass_accuracy(pred: np.ndarray, truth: np.ndarray) -> float:
@@ -63,6 +72,70 @@ def regression_metrics(pred: Any, truth: Any) -> dict[str, float]:
     out["acc5"] = multiclass_accuracy(np.clip(p, -2.0, 2.0), np.clip(t, -2.0, 2.0))
     out["acc7"] = multiclass_accuracy(np.clip(p, *SCORE_RANGE), np.clip(t, *SCORE_RANGE))
     return out
+
+
+def weighted_accuracy(pred: np.ndarray, truth: np.ndarray) -> float:
+    """(TP * N / P + TN) / (2 N) of boolean predictions against boolean truth (NaN when P or N is 0)."""
+    p, t = pred.astype(bool), truth.astype(bool)
+    n_pos, n_neg = int(t.sum()), int((~t).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    tp, tn = int((p & t).sum()), int((~p & ~t).sum())
+    return (tp * n_neg / n_pos + tn) / (2 * n_neg)
+
+
+def binary_metrics(prob: Any, target: Any) -> dict[str, float]:
+    """Acc-2, weighted F1, precision and recall of the positive class of probabilities against 0/1 targets."""
+    p, t = _matrix(prob).reshape(-1), _matrix(target).reshape(-1)
+    _check(p, t)
+    pb, tb = p > DECISION_PROBABILITY, t > 0.5
+    return {"n": float(t.size), "n_pos": float(tb.sum()), "acc2": float(np.mean(pb == tb)),
+            "f1": float(f1_score(tb, pb, average="weighted", zero_division=0)),
+            "precision": float(precision_score(tb, pb, zero_division=0)),
+            "recall": float(recall_score(tb, pb, zero_division=0)),
+            "wacc": weighted_accuracy(pb, tb)}
+
+
+def classification_metrics(pred: Any, target: Any, n_classes: int) -> dict[str, float]:
+    """Accuracy (`acc<n_classes>`), macro F1 (classes seen in truth or predictions) and weighted F1 of class ids."""
+    p, t = _matrix(pred), _matrix(target).reshape(-1)
+    if p.ndim == 2:
+        p = p.argmax(-1)
+    p = p.reshape(-1)
+    _check(p, t)
+    labels = list(range(n_classes))
+    return {"n": float(t.size), f"acc{n_classes}": float(np.mean(p == t)),
+            "f1_macro": float(f1_score(t, p, average="macro", zero_division=0)),   # classes seen in truth or pred
+            "f1_weighted": float(f1_score(t, p, labels=labels, average="weighted", zero_division=0))}
+
+
+def multilabel_metrics(prob: Any, target: Any, names: Sequence[str]) -> dict[str, float]:
+    """Per-class weighted F1 and weighted accuracy (`f1_<name>`, `wacc_<name>`) and their means."""
+    p, t = _matrix(prob), _matrix(target)
+    if p.ndim != 2 or p.shape != t.shape or p.shape[1] != len(names):
+        raise ValueError(f"multi-label predictions {p.shape} and targets {t.shape} must both be (N, {len(names)})")
+    _check(p.reshape(-1), t.reshape(-1))
+    pb, tb = p > DECISION_PROBABILITY, t > 0.5
+    out: dict[str, float] = {"n": float(len(t))}
+    f1s, waccs = [], []
+    for j, name in enumerate(names):
+        f1s.append(float(f1_score(tb[:, j], pb[:, j], average="weighted", zero_division=0)))
+        waccs.append(weighted_accuracy(pb[:, j], tb[:, j]))
+        out[f"f1_{name}"], out[f"wacc_{name}"] = f1s[-1], waccs[-1]
+    out["f1_mean"] = float(np.mean(f1s))
+    defined = [w for w in waccs if not math.isnan(w)]
+    out["wacc_mean"] = float(np.mean(defined)) if defined else float("nan")
+    out["acc_exact"] = float(np.mean((pb == tb).all(1)))   # every class right (subset accuracy)
+    return out
+
+
+def _check(p: np.ndarray, t: np.ndarray) -> None:
+    if p.shape != t.shape:
+        raise ValueError(f"predictions {p.shape} and labels {t.shape} differ in length")
+    if p.size == 0:
+        raise ValueError("cannot compute metrics on zero samples")
+    if not np.all(np.isfinite(p)):
+        raise ValueError("predictions contain NaN or infinite values")
 
 
 def binary_pr_curve(pred: Any, truth: Any) -> dict[str, np.ndarray]:

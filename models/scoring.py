@@ -8,16 +8,27 @@ and flagged; it is refused when it lacks every trained modality or one the model
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Sequence
 
+import pandas as pd
 import torch
 
 from extractors.base import MediaItem
+from extractors.config import SentiFlowConfig
+from extractors.keys import FeatureLookup
+from extractors.outcomes import FAILED as EXTRACTION_FAILED
+from extractors.runner import ExtractionRunner
 from models.base import SentimentModel
-from models.datasets import MODALITIES, DataConfig, pack_tokens, read_sample_features, read_token_features
-from models.metrics import SCORE_RANGE
-from models.tasks import DECISION_PROBABILITY, TaskConfig, run_task
-from pipeline.features import FeatureLookup
+from models.data import DataConfig, pack_tokens, read_sample_features, read_token_features
+from models.metrics import DECISION_PROBABILITY, SCORE_RANGE
+from models.run_dir import load_run
+from models.tasks import TaskConfig, run_task
+from pipeline.cache import FeatureCache
+from pipeline.files import write_table
+from pipeline.media import MediaError, probe
+from pipeline.modalities import MODALITIES
+from pipeline.system import resolve_device
 
 SCORED, REFUSED, FAILED = "scored", "refused", "failed"
 
@@ -153,3 +164,44 @@ def score_cached(model: SentimentModel, record: dict[str, Any], lookup: FeatureL
             for (i, _), p in zip(chunk, pred):
                 apply_prediction(rows[i], task, p)
     return rows
+
+
+def score_media(paths: Sequence[str | Path], run_dir: str | Path, cache_dir: str | Path,
+                out_file: str | Path | None = None, device: str = "auto", progress: bool = False) -> pd.DataFrame:
+    """Extract what is missing with the run's feature config, then score every clip: one row per clip."""
+    dev = resolve_device(device)
+    model, record = load_run(run_dir, dev)
+    config = SentiFlowConfig.from_dict(record["features"])
+    data = DataConfig.from_dict(record["data"])
+    cache = FeatureCache(cache_dir)
+    runner = ExtractionRunner(config, cache, device=dev, only=data.extractors())
+    # no extras: the transcript extractor finds label files and subtitles next to the media itself
+    summary = runner.run([str(p) for p in paths], progress=progress)
+    lookup = FeatureLookup(config, cache)
+    rows: list[ScoreRow] = []
+    todo: list[tuple[str, str, str]] = []
+    for item in summary.items:
+        if item.status == EXTRACTION_FAILED or not item.media_hash:
+            rows.append(ScoreRow(path=item.path, id=clip_id(item.path), media_hash=item.media_hash,
+                                 reason=item.reason or item.notes(), model=record["model_id"]))
+        else:
+            try:
+                media = MediaItem(path=item.path, media_hash=item.media_hash, info=probe(item.path), extras={})
+            except MediaError as exc:
+                rows.append(ScoreRow(path=item.path, id=clip_id(item.path), media_hash=item.media_hash,
+                                     reason=str(exc), model=record["model_id"]))
+                continue
+            todo.append((item.path, clip_id(item.path), media))
+    rows.extend(score_cached(model, record, lookup, todo, dev))
+    order = {str(p): i for i, p in enumerate(summary.items)}
+    rows.sort(key=lambda r: order.get(r.path, len(order)))
+    frame = pd.DataFrame([{k: v for k, v in vars(r).items() if k != "extra"} for r in rows])
+    if out_file:
+        write_table(frame, out_file)
+    return frame
+
+
+def clip_id(path: str | Path) -> str:
+    """`<folder>_<stem>`, the MMSA id form (`video_id_clip_id`) of a media path."""
+    p = Path(path)
+    return f"{p.parent.name}_{p.stem}" if p.parent.name else p.stem

@@ -1,9 +1,13 @@
-"""Learning tasks beside sentiment regression: binary (UR-FUNNY humor), classes (Acc-7) and multi-label emotions.
+"""Learning tasks: sentiment regression, binary (UR-FUNNY humor), classes (Acc-7) and multi-label emotions.
+
+This module is the one home of what depends on the task kind: `TaskKind` picks the output activation and the
+loss; `TaskConfig` the targets, the output size, the metrics, the monitored metric and the headline columns.
 
 A `TaskConfig` (YAML section `task:` of the training options) says how label values become model targets,
 how many outputs the model has, how the loss weighs positives and which metrics describe a split:
 
-- regression: the label itself (sentiment in [-3, 3]); metrics of `models.metrics.regression_metrics`.
+- regression: the label itself (sentiment in [-3, 3]); loss `task.loss` (l1 by default; mse, huber);
+  metrics of `models.metrics.regression_metrics`.
 - binary: `label > threshold` (UR-FUNNY labels 0/1 -> threshold 0.5); one logit, sigmoid > 0.5 predicts positive.
   Metrics Acc-2 and weighted F1 as the MSA papers report them, plus precision/recall of the positive class.
 - classification: `n_classes` logits, argmax predicts. With `class_mapping: score` an odd `n_classes = 2k + 1`
@@ -24,21 +28,72 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from enum import Enum
+from typing import Any
 
-import numpy as np
 import torch
-from sklearn.metrics import f1_score, precision_score, recall_score
+from torch.nn import functional as F
 
-from models.metrics import regression_metrics
+from models.metrics import binary_metrics, classification_metrics, multilabel_metrics, regression_metrics
 from pipeline.config import ConfigBase, ConfigError
 
-TASK_KINDS = ("regression", "binary", "classification", "multilabel")   # same names as models.base.TASKS
 LABEL_COLUMN = "label"              # the CSV column every label file has (LabelRow.label)
-MOSEI_EMOTIONS = ("happy", "sad", "anger", "surprise", "disgust", "fear")
-DECISION_PROBABILITY = 0.5          # sigmoid output above which binary / multi-label predictions are positive
 CLASS_MAPPINGS = ("score", "index")
 POS_WEIGHT_MODES = ("none", "auto")
+REGRESSION_LOSSES = ("l1", "mse", "huber")   # MAE (MMSA's default), MSE (most seed papers), Huber (delta 1)
+DEFAULT_LOSS = "default"
+
+
+class TaskKind(str, Enum):
+    """The kind of a learning task: it decides the output activation and the loss."""
+
+    REGRESSION = "regression"
+    BINARY = "binary"
+    CLASSIFICATION = "classification"
+    MULTILABEL = "multilabel"
+
+    @classmethod
+    def of(cls, value: "str | TaskKind") -> "TaskKind":
+        """The kind named `value`, or a ConfigError listing the kinds."""
+        try:
+            return cls(value)
+        except ValueError:
+            raise ConfigError(f"task kind must be one of {', '.join(names())}, got {value!r}") from None
+
+    def activation(self, raw: torch.Tensor) -> torch.Tensor:
+        """Final predictions from raw outputs (B, n_outputs): scores, probabilities or class ids."""
+        if self is TaskKind.REGRESSION:
+            return raw.squeeze(-1)
+        if self is TaskKind.BINARY:
+            return torch.sigmoid(raw.squeeze(-1))
+        if self is TaskKind.MULTILABEL:
+            return torch.sigmoid(raw)
+        return raw.argmax(-1)
+
+    def loss(self, raw: torch.Tensor, target: torch.Tensor, pos_weight: torch.Tensor | None = None,
+             regression_loss: str = DEFAULT_LOSS) -> torch.Tensor:
+        """The task loss of raw outputs against targets: L1/MSE/Huber, BCE (with positive weights) or CE."""
+        if self is TaskKind.REGRESSION:
+            pred, y = raw.squeeze(-1).float(), target.float().reshape(-1)
+            name = "l1" if regression_loss == DEFAULT_LOSS else regression_loss
+            if name == "mse":
+                return F.mse_loss(pred, y)
+            if name == "huber":
+                return F.huber_loss(pred, y, delta=1.0)
+            return F.l1_loss(pred, y)
+        if pos_weight is not None:
+            pos_weight = pos_weight.to(raw.device)
+        if self is TaskKind.BINARY:
+            return F.binary_cross_entropy_with_logits(raw.float().squeeze(-1), target.float().reshape(-1),
+                                                      pos_weight=pos_weight)
+        if self is TaskKind.MULTILABEL:
+            return F.binary_cross_entropy_with_logits(raw.float(), target.float(), pos_weight=pos_weight)
+        return F.cross_entropy(raw.float(), target.long())
+
+
+def names() -> list[str]:
+    """The task kinds' names, for command-line choices and messages."""
+    return [k.value for k in TaskKind]
 
 
 @dataclass
@@ -51,6 +106,7 @@ class TaskConfig(ConfigBase):
     threshold: float = 0.0              # binary: label > threshold is positive (UR-FUNNY labels 0/1 -> 0.5)
     pos_weight: str | list[float] = "none"   # binary/multilabel BCE: "none" | "auto" (neg/pos on train) | weights
     class_mapping: str = "score"        # classification: "score" (odd n_classes, sentiment scale) | "index"
+    loss: str = DEFAULT_LOSS            # regression: l1 (the default) | mse | huber; others: BCE / CE
 
     def __post_init__(self) -> None:
         if isinstance(self.label_columns, str):
@@ -65,8 +121,11 @@ class TaskConfig(ConfigBase):
 
     def validate(self) -> None:
         """Raise ConfigError naming the task key whose value cannot be used."""
-        if self.kind not in TASK_KINDS:
-            raise ConfigError(f"task.kind must be one of {', '.join(TASK_KINDS)}, got {self.kind!r}")
+        if self.kind not in names():
+            raise ConfigError(f"task.kind must be one of {', '.join(names())}, got {self.kind!r}")
+        if self.loss != DEFAULT_LOSS and (self.kind != "regression" or self.loss not in REGRESSION_LOSSES):
+            raise ConfigError(f"task.loss {self.loss!r}: a regression task takes {', '.join(REGRESSION_LOSSES)}; "
+                              f"the other kinds have their own loss (BCE, cross-entropy), leave it unset")
         cols = self.label_columns
         if not isinstance(cols, list) or not cols or not all(isinstance(c, str) and c.strip() for c in cols):
             raise ConfigError(f"task.label_columns must be a non-empty list of column names, got {cols!r}")
@@ -105,6 +164,11 @@ class TaskConfig(ConfigBase):
             raise ConfigError(f"task.pos_weight applies to binary and multilabel tasks only (kind is {self.kind})")
 
     @property
+    def task_kind(self) -> TaskKind:
+        """The kind as an enum (activation and loss)."""
+        return TaskKind(self.kind)
+
+    @property
     def n_outputs(self) -> int:
         """The model's output size: 1 (regression, binary), n_classes, or one per label column."""
         if self.kind == "classification":
@@ -132,13 +196,13 @@ def task_from(value: TaskConfig | dict[str, Any] | str | None) -> TaskConfig:
     return TaskConfig.from_dict(value, where="task")
 
 
-def task_of_spec(kind: str, n_outputs: int) -> TaskConfig:
+def task_of_spec(kind: str, n_outputs: int, loss: str = DEFAULT_LOSS) -> TaskConfig:
     """The task a model spec implies when no TaskConfig was recorded (generic class names c0, c1, ...)."""
     if kind == "multilabel":
         return TaskConfig(kind=kind, label_columns=[f"c{i}" for i in range(n_outputs)])
     if kind == "classification":
         return TaskConfig(kind=kind, n_classes=n_outputs, class_mapping="score" if n_outputs % 2 else "index")
-    return TaskConfig(kind=kind)
+    return TaskConfig(kind=kind, loss=loss)
 
 
 def run_task(record: dict[str, Any]) -> TaskConfig:
@@ -148,8 +212,6 @@ def run_task(record: dict[str, Any]) -> TaskConfig:
     spec = record.get("spec", {})
     return task_of_spec(spec.get("task", "regression"), int(spec.get("n_outputs", 1)))
 
-
-# ---------------------------------------------------------------- labels -> targets
 
 def label_values(task: TaskConfig, label: float, extra: dict[str, float]) -> float | list[float]:
     """The raw value(s) of one row for the task: a float, or one per label column (KeyError names a lacking one)."""
@@ -198,77 +260,7 @@ def resolve_pos_weight(task: TaskConfig, train_targets: torch.Tensor) -> list[fl
     return (neg / pos.clamp_min(1.0)).tolist()   # an output with no train positive: its weight never applies
 
 
-# ---------------------------------------------------------------- metrics
-
-def _np(x: Any) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().float().cpu().numpy()
-    return np.asarray(x, dtype=np.float64)
-
-
-def weighted_accuracy(pred: np.ndarray, truth: np.ndarray) -> float:
-    """(TP * N / P + TN) / (2 N) of boolean predictions against boolean truth (NaN when P or N is 0)."""
-    p, t = pred.astype(bool), truth.astype(bool)
-    n_pos, n_neg = int(t.sum()), int((~t).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    tp, tn = int((p & t).sum()), int((~p & ~t).sum())
-    return (tp * n_neg / n_pos + tn) / (2 * n_neg)
-
-
-def binary_metrics(prob: Any, target: Any) -> dict[str, float]:
-    """Acc-2, weighted F1, precision and recall of the positive class of probabilities against 0/1 targets."""
-    p, t = _np(prob).reshape(-1), _np(target).reshape(-1)
-    _check(p, t)
-    pb, tb = p > DECISION_PROBABILITY, t > 0.5
-    return {"n": float(t.size), "n_pos": float(tb.sum()), "acc2": float(np.mean(pb == tb)),
-            "f1": float(f1_score(tb, pb, average="weighted", zero_division=0)),
-            "precision": float(precision_score(tb, pb, zero_division=0)),
-            "recall": float(recall_score(tb, pb, zero_division=0)),
-            "wacc": weighted_accuracy(pb, tb)}
-
-
-def classification_metrics(pred: Any, target: Any, n_classes: int) -> dict[str, float]:
-    """Accuracy (`acc<n_classes>`), macro F1 (classes seen in truth or predictions) and weighted F1 of class ids."""
-    p, t = _np(pred), _np(target).reshape(-1)
-    if p.ndim == 2:
-        p = p.argmax(-1)
-    p = p.reshape(-1)
-    _check(p, t)
-    labels = list(range(n_classes))
-    return {"n": float(t.size), f"acc{n_classes}": float(np.mean(p == t)),
-            "f1_macro": float(f1_score(t, p, average="macro", zero_division=0)),   # classes seen in truth or pred
-            "f1_weighted": float(f1_score(t, p, labels=labels, average="weighted", zero_division=0))}
-
-
-def multilabel_metrics(prob: Any, target: Any, names: Sequence[str]) -> dict[str, float]:
-    """Per-class weighted F1 and weighted accuracy (`f1_<name>`, `wacc_<name>`) and their means."""
-    p, t = _np(prob), _np(target)
-    if p.ndim != 2 or p.shape != t.shape or p.shape[1] != len(names):
-        raise ValueError(f"multi-label predictions {p.shape} and targets {t.shape} must both be (N, {len(names)})")
-    _check(p.reshape(-1), t.reshape(-1))
-    pb, tb = p > DECISION_PROBABILITY, t > 0.5
-    out: dict[str, float] = {"n": float(len(t))}
-    f1s, waccs = [], []
-    for j, name in enumerate(names):
-        f1s.append(float(f1_score(tb[:, j], pb[:, j], average="weighted", zero_division=0)))
-        waccs.append(weighted_accuracy(pb[:, j], tb[:, j]))
-        out[f"f1_{name}"], out[f"wacc_{name}"] = f1s[-1], waccs[-1]
-    out["f1_mean"] = float(np.mean(f1s))
-    defined = [w for w in waccs if not math.isnan(w)]
-    out["wacc_mean"] = float(np.mean(defined)) if defined else float("nan")
-    out["acc_exact"] = float(np.mean((pb == tb).all(1)))   # every class right (subset accuracy)
-    return out
-
-
-def _check(p: np.ndarray, t: np.ndarray) -> None:
-    if p.shape != t.shape:
-        raise ValueError(f"predictions {p.shape} and labels {t.shape} differ in length")
-    if p.size == 0:
-        raise ValueError("cannot compute metrics on zero samples")
-    if not np.all(np.isfinite(p)):
-        raise ValueError("predictions contain NaN or infinite values")
-
+# ---------------------------------------------------------------- metrics per kind
 
 def task_metrics(task: TaskConfig, pred: Any, truth: Any) -> dict[str, float]:
     """The task's metrics of final predictions against targets (regression: `regression_metrics`)."""
@@ -295,7 +287,7 @@ def headline_metrics(kind: str | TaskConfig) -> list[tuple[str, str]]:
     if kind == "multilabel":
         per = [(f"f1_{c}", f"F1 {c}") for c in task.label_columns] if task else [("f1_<class>", "F1 <class>")]
         return [("f1_mean", "F1 (mean)"), *per, ("wacc_mean", "WAcc (mean)")]
-    raise ConfigError(f"task kind must be one of {', '.join(TASK_KINDS)}, got {kind!r}")
+    raise ConfigError(f"task kind must be one of {', '.join(names())}, got {kind!r}")
 
 
 def default_monitor(kind: str | TaskConfig) -> tuple[str, str]:
@@ -310,7 +302,7 @@ def default_monitor(kind: str | TaskConfig) -> tuple[str, str]:
         return f"acc{task.n_classes if task else 7}", "max"
     if kind == "multilabel":
         return "f1_mean", "max"
-    raise ConfigError(f"task kind must be one of {', '.join(TASK_KINDS)}, got {kind!r}")
+    raise ConfigError(f"task kind must be one of {', '.join(names())}, got {kind!r}")
 
 
 def metric_names(task: TaskConfig) -> list[str]:

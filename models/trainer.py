@@ -19,17 +19,13 @@ from typing import Any, Callable
 import torch
 
 from models.base import SentimentModel
-from models.checkpoint import load_training_state, save_training_state, save_weights
-from models.datasets import PackedDataset, PackedSplit, fits_on_device
+from models.checkpoint import load_training_state, load_weights, save_training_state, save_weights
+from models.data import PackedDataset, PackedSplit, fits_on_device
 from models.metrics import format_metrics
+from models.plots import plot_loss_curve
+from models.run_dir import CHECKPOINT_DIR, CURVE_FILE, LAST_CHECKPOINT, LOG_FILE, METRICS_FILE, WEIGHTS_FILE
 from models.tasks import TaskConfig, task_metrics, task_of_spec
 from pipeline.config import ConfigBase, ConfigError
-
-BEST_WEIGHTS = "model.safetensors"
-LAST_CHECKPOINT = "checkpoint/last"
-METRICS_FILE = "metrics.json"
-LOG_FILE = "train.log"
-CURVE_FILE = "loss_curve.png"
 
 
 @dataclass
@@ -113,7 +109,7 @@ def predict_split(model: SentimentModel, split: PackedSplit, device: torch.devic
         batch = split.batch(order[b: b + batch_size])
         with _autocast(device, dtype):
             out = model(batch)
-        preds.append(_final(model, out.prediction).float().cpu())
+        preds.append(model.task_kind.activation(out.prediction).float().cpu())
         if logits:
             reps["logits"].append(out.prediction.detach().float().cpu())
         for k in keep:
@@ -130,21 +126,10 @@ def predict_split(model: SentimentModel, split: PackedSplit, device: torch.devic
     return result
 
 
-def _final(model: SentimentModel, raw: torch.Tensor) -> torch.Tensor:
-    task = model.spec.task
-    if task == "regression":
-        return raw.squeeze(-1)
-    if task == "binary":
-        return torch.sigmoid(raw.squeeze(-1))
-    if task == "multilabel":
-        return torch.sigmoid(raw)
-    return raw.argmax(-1)
-
-
 def split_metrics(model: SentimentModel, pred: torch.Tensor, label: torch.Tensor,
                   task: TaskConfig | None = None) -> dict[str, float]:
     """The task's metrics (`models.tasks.task_metrics`; the model's spec implies the task when none is given)."""
-    return task_metrics(task or task_of_spec(model.spec.task, model.spec.n_outputs), pred, label)
+    return task_metrics(task or task_of_spec(model.spec.task, model.spec.n_outputs, model.spec.loss), pred, label)
 
 
 class Trainer:
@@ -154,7 +139,7 @@ class Trainer:
                  device: torch.device, progress: bool = False, gpu_memory_fraction: float = 0.5,
                  task: TaskConfig | None = None) -> None:
         config.validate()
-        self.task = task or task_of_spec(model.spec.task, model.spec.n_outputs)
+        self.task = task or task_of_spec(model.spec.task, model.spec.n_outputs, model.spec.loss)
         if "train" not in dataset.splits or len(dataset.splits["train"]) == 0:
             raise ConfigError("the labels have no usable 'train' rows")
         if device.type == "cpu" and config.cpu_threads > 0:
@@ -166,7 +151,7 @@ class Trainer:
         self.device = device
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "checkpoint").mkdir(exist_ok=True)
+        (self.run_dir / CHECKPOINT_DIR).mkdir(exist_ok=True)
         self.log = run_logger(self.run_dir)
         self.progress = progress
         self.gpu_memory_fraction = gpu_memory_fraction
@@ -299,7 +284,7 @@ class Trainer:
             self.state["epoch"] = epoch + 1
             if self._improved(watched):
                 self.state.update(best=watched, best_epoch=epoch + 1, bad_epochs=0)
-                save_weights(self.model, self.run_dir / BEST_WEIGHTS)
+                save_weights(self.model, self.run_dir / WEIGHTS_FILE)
             else:
                 self.state["bad_epochs"] += 1
                 if cfg.patience and self.state["bad_epochs"] >= cfg.patience:
@@ -327,10 +312,7 @@ class Trainer:
 
     def write_summary(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """Reload the best weights, evaluate every split, write metrics.json and the loss curve."""
-        from models.checkpoint import load_weights
-        from models.plots import plot_loss_curve
-
-        best = self.run_dir / BEST_WEIGHTS
+        best = self.run_dir / WEIGHTS_FILE
         if best.is_file():
             load_weights(self.model, best, self.device)
         summary: dict[str, Any] = {"model": self.model.name, "best_epoch": self.state["best_epoch"],

@@ -17,7 +17,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from pipeline.config import stable_hash
-from pipeline.processes import pid_alive
+from pipeline.errors import SentiFlowError
+from pipeline.files import atomic_write_json
+from pipeline.system import pid_alive
 
 TENSORS_FILE = "tensors.safetensors"
 META_FILE = "meta.json"
@@ -27,7 +29,7 @@ STATUS_MISSING = "missing"   # the modality is absent from the source (e.g. no a
 _HASH_CHUNK = 1 << 20
 
 
-class CacheError(Exception):
+class CacheError(SentiFlowError):
     """The cache directory cannot be used, or an entry is corrupt."""
 
 
@@ -160,7 +162,7 @@ class FeatureCache:
                 meta["tensors"] = {k: {"shape": list(v.shape), "dtype": str(v.dtype).removeprefix("torch.")}
                                    for k, v in clean.items()}
                 meta["tensors_sha256"] = hash_file(tmp / TENSORS_FILE)
-            _write_json(tmp / META_FILE, meta)
+            atomic_write_json(tmp / META_FILE, meta)
             _fsync_dir(tmp)
             final.parent.mkdir(parents=True, exist_ok=True)
             try:
@@ -187,7 +189,7 @@ class FeatureCache:
                 old = {}
         sources = sorted(set(old.get("sources", [])) | set(record.get("sources", [])))
         merged = {**old, **record, "sources": sources}
-        _atomic_write_json(path, merged, self.root / "tmp")
+        atomic_write_json(path, merged, tmp_dir=self.root / "tmp")
 
     def media_record(self, media_hash: str) -> dict[str, Any] | None:
         """The record written by `put_media_record`, if any."""
@@ -347,19 +349,6 @@ def _check_entry(entry: CacheEntry) -> str | None:
         if list(tensors[name].shape) != spec["shape"]:
             return f"tensor {name} has shape {list(tensors[name].shape)}, metadata says {spec['shape']}"
     return None
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, ensure_ascii=False, indent=1, default=str)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _atomic_write_json(path: Path, obj: Any, tmp_dir: Path) -> None:
-    tmp = tmp_dir / f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
-    _write_json(tmp, obj)
-    os.replace(tmp, path)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -12,10 +12,12 @@ from typing import Any, TypeVar
 
 import yaml
 
+from pipeline.errors import SentiFlowError
+
 T = TypeVar("T", bound="ConfigBase")
 
 
-class ConfigError(ValueError):
+class ConfigError(SentiFlowError, ValueError):
     """A configuration file or dict does not match the expected schema."""
 
 

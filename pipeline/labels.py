@@ -8,13 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from pipeline.errors import SentiFlowError
 from pipeline.media import MEDIA_EXTENSIONS
 
 MODES = ("train", "valid", "test")
 KNOWN_COLUMNS = ("id", "video_id", "clip_id", "text", "label", "mode", "language")   # the rest are extra targets
 
 
-class LabelError(ValueError):
+class LabelError(SentiFlowError, ValueError):
     """A label file is missing, malformed, or points outside its dataset root."""
 
 

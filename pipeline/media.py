@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import av
 import numpy as np
 
 from pipeline.config import ConfigBase
+from pipeline.errors import SentiFlowError
 
 MEDIA_EXTENSIONS = frozenset(
     {".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".flv", ".mpg", ".mpeg", ".wmv", ".3gp",
@@ -18,7 +19,7 @@ MEDIA_EXTENSIONS = frozenset(
 )
 
 
-class MediaError(Exception):
+class MediaError(SentiFlowError):
     """A media file cannot be read; the message says which file and why."""
 
 
@@ -248,3 +249,27 @@ def iter_audio(
 def read_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
     """Decode a whole audio stream to mono float32 (for short clips and tests)."""
     return np.concatenate(list(iter_audio(path, sample_rate, chunk_seconds=600.0)))
+
+
+def discover_media(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Expand files and folders into media files, and list the paths that cannot be used as (path, reason)."""
+    found: list[Path] = []
+    missing: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            for root, dirs, files in os.walk(p, followlinks=False):
+                dirs.sort()
+                for name in sorted(files):
+                    f = Path(root) / name
+                    if f.suffix.lower() in MEDIA_EXTENSIONS and str(f) not in seen:
+                        seen.add(str(f))
+                        found.append(f)
+        elif p.exists() or p.is_symlink():
+            if str(p) not in seen:
+                seen.add(str(p))
+                found.append(p)
+        else:
+            missing.append((str(p), "no such file or directory"))
+    return found, missing

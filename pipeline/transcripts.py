@@ -1,26 +1,16 @@
-"""Transcripts from every source a user has: label files, CMU-MOSI segmented transcripts, sidecar files.
-
-Also the transcript-only path: `extract_transcript_table` runs the text encoder over the rows of a
-`id,text,label[,mode]` (or MMSA) table with no media at all, keyed by `hash_text(row.text)`.
-"""
+"""Transcripts from every source a user has: label files, CMU-MOSI segmented transcripts, sidecar files."""
 
 from __future__ import annotations
 
 import csv
 import json
 import re
-import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import torch
-from tqdm import tqdm
-
-from pipeline.cache import FeatureCache, hash_text
-from pipeline.labels import LabelRow, LabelTable
-from pipeline.settings import SentiFlowConfig
+from pipeline.errors import SentiFlowError
 
 SIDECAR_SUFFIXES = (".txt", ".srt", ".vtt", ".json")
 LABEL_FILE_NAMES = ("labels.csv", "label.csv")
@@ -29,7 +19,7 @@ _TIMESTAMP_LINE = re.compile(r"^\s*(\d+:)?\d+:\d+[.,]\d+\s*-->\s*(\d+:)?\d+:\d+[
 _TAG = re.compile(r"<[^>]+>")
 
 
-class TranscriptError(ValueError):
+class TranscriptError(SentiFlowError, ValueError):
     """A transcript file cannot be read or holds no text."""
 
 
@@ -144,19 +134,33 @@ def read_transcript_file(path: str | Path) -> Transcript:
     return Transcript(text=" ".join(text.split()), source=f"sidecar:{suffix}", encoding=enc, cues=cues)
 
 
+def parse_cmu_transcript(text: str, where: str, video: str) -> dict[str, str]:
+    """Segment id (`<video>_<n>`) -> text of a CMU segmented transcript: MOSI `<video>.annotprocessed` lines
+    `n_DELIM_text`, or MOSEI `<video>.txt` lines `video___n___start___end___text`; whitespace collapsed."""
+    out: dict[str, str] = {}
+    for n, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line:
+            continue
+        if MOSI_SEGMENT_DELIM in line:
+            seg, words = line.split(MOSI_SEGMENT_DELIM, 1)
+            out[f"{video}_{seg.strip()}"] = " ".join(words.split())
+        elif line.count("___") >= 4:
+            parts = line.split("___", 4)
+            out[f"{parts[0].strip()}_{parts[1].strip()}"] = " ".join(parts[4].split())
+        else:
+            raise TranscriptError(f"{where}:{n}: expected `<segment>{MOSI_SEGMENT_DELIM}<text>` (MOSI .annotprocessed) "
+                                  f"or `<video>___<segment>___<start>___<end>___<text>` (MOSEI), got {line[:60]!r}")
+    return out
+
+
 def read_mosi_segments(path: str | Path) -> dict[str, str]:
     """CMU-MOSI `Transcript/Segmented/<video>.annotprocessed`: clip number -> text (lines `N_DELIM_text`)."""
     path = Path(path)
     raw, _ = _read(path)
-    out: dict[str, str] = {}
-    for n, line in enumerate(raw.splitlines(), start=1):
-        if not line.strip():
-            continue
-        if MOSI_SEGMENT_DELIM not in line:
-            raise TranscriptError(f"{path}:{n}: expected 'N{MOSI_SEGMENT_DELIM}text'")
-        num, text = line.split(MOSI_SEGMENT_DELIM, 1)
-        out[num.strip()] = " ".join(text.split())
-    return out
+    prefix = f"{path.stem}_"
+    return {seg[len(prefix):]: text for seg, text in parse_cmu_transcript(raw, str(path), path.stem).items()
+            if seg.startswith(prefix)}
 
 
 @lru_cache(maxsize=64)
@@ -202,103 +206,3 @@ def find_transcript(media_path: str | Path) -> Transcript | None:
                 if key in texts:
                     return Transcript(text=texts[key], source=f"labels:{f.name}")
     return _mosi_transcript(media)
-
-
-# ---- the transcript-only path
-
-@dataclass
-class TranscriptTableSummary:
-    """What `extract_transcript_table` did: counts, time, and each row's cache key."""
-
-    done: int = 0
-    cached: int = 0
-    failed: int = 0
-    seconds: float = 0.0
-    keys: dict[str, str] = field(default_factory=dict)        # row id -> cache key of its "text" entry
-    media_hashes: dict[str, str] = field(default_factory=dict)  # row id -> hash_text(row.text)
-    failures: dict[str, str] = field(default_factory=dict)    # row id -> reason
-
-    def line(self) -> str:
-        """One-line summary."""
-        n = self.done + self.cached + self.failed
-        return (f"{self.done} done, {self.cached} cached, {self.failed} failed of {n} transcripts "
-                f"in {self.seconds:.1f} s")
-
-
-def extract_transcript_table(table: LabelTable, cache: FeatureCache, config: SentiFlowConfig,
-                             device: str | torch.device = "cpu", progress: bool = True,
-                             extractor_name: str = "text") -> TranscriptTableSummary:
-    """Text features for every row of a label table (no media), cached under media hash `hash_text(row.text)`."""
-    from extractors.base import Features, FeatureUnavailable, MediaItem, build_extractor
-    from pipeline.cache import STATUS_MISSING
-    from pipeline.media import MediaInfo
-
-    start = time.perf_counter()
-    cache.check_writable()
-    from pipeline.features import FeatureLookup
-
-    extractor = build_extractor(extractor_name, config.extraction.options.get(extractor_name), config.media,
-                                device)
-    cfg = extractor.cache_config()
-    lookup = FeatureLookup(config, cache, [extractor_name])     # the same keys the training side looks up
-    summary = TranscriptTableSummary()
-    todo: list[tuple[str, MediaItem, str]] = []
-    seen: set[str] = set()
-    for row in table:
-        mh = hash_text(row.text)
-        key = lookup.key(extractor_name, mh)
-        summary.keys[row.id] = key
-        summary.media_hashes[row.id] = mh
-        if cache.get(key) is not None:
-            summary.cached += 1
-            continue
-        if key in seen:          # the same text twice in one table: computed once
-            summary.cached += 1
-            continue
-        seen.add(key)
-        info = MediaInfo(path="", size_bytes=len(row.text.encode("utf-8")), duration=0.0, container="text",
-                         has_video=False, has_audio=False)
-        item = MediaItem(path=f"{table.source}#{row.id}", media_hash=mh, info=info,
-                         extras={"transcript": row.text, "language": row.language})
-        todo.append((row.id, item, key))
-    bs = max(1, getattr(extractor.config, "batch_size", 64))
-    bar = tqdm(total=len(todo), unit="text", desc="text", disable=not progress, dynamic_ncols=True)
-    for b in range(0, len(todo), bs * 4):
-        chunk = todo[b: b + bs * 4]
-        results = extractor.extract([it for _, it, _ in chunk])
-        for (rid, item, key), res in zip(chunk, results):
-            base = {"extractor": extractor.name, "version": extractor.version, "modality": extractor.modality,
-                    "config": cfg, "media_hash": item.media_hash, "source": item.path}
-            if isinstance(res, Features):
-                cache.put(key, res.tensors, {**base, **res.meta})
-                summary.done += 1
-            elif isinstance(res, FeatureUnavailable):
-                cache.put(key, {}, {**base, "reason": str(res)}, status=STATUS_MISSING)
-                summary.done += 1
-                summary.failures[rid] = f"missing: {res}"
-            else:
-                summary.failed += 1
-                summary.failures[rid] = str(res) or type(res).__name__
-                cache.log_failure({"path": item.path, "media_hash": item.media_hash,
-                                   "extractor": extractor.name, "reason": summary.failures[rid]})
-        bar.update(len(chunk))
-    bar.close()
-    summary.seconds = time.perf_counter() - start
-    return summary
-
-
-def media_item_for_row(row: LabelRow) -> "MediaItem":
-    """The MediaItem the runner builds for a label row (probe, hash, transcript as extras): pass it to
-    `FeatureLookup.entry(name, media_hash, item)` so a lookup finds entries keyed by the row's transcript."""
-    from extractors.base import MediaItem
-    from pipeline.cache import hash_file
-    from pipeline.media import MediaInfo, probe
-
-    extras: dict[str, Any] = {}
-    if row.text:
-        extras["transcript"] = row.text        # as models.api passes it to the runner
-    if row.path:
-        return MediaItem(path=row.path, media_hash=hash_file(row.path), info=probe(row.path), extras=extras)
-    info = MediaInfo(path="", size_bytes=len(row.text.encode("utf-8")), duration=0.0, container="text",
-                     has_video=False, has_audio=False)
-    return MediaItem(path=f"#{row.id}", media_hash=hash_text(row.text), info=info, extras=extras)

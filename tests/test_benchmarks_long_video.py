@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from pipeline.media import probe
+from tests.helpers.paths import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))   # the benchmark scripts import each other by file name
 
 from make_long_video import make_long_video, plan_concat  # noqa: E402
-
-from pipeline.media import probe  # noqa: E402
 
 SAMPLES = ROOT / "sample_videos" / "astro_front"
 

@@ -10,7 +10,8 @@ from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers.paths import ROOT
+
 LOCK = ROOT / "locks" / "requirements.txt"
 LOCK_NODEPS = ROOT / "locks" / "requirements-nodeps.txt"
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+) \\$")

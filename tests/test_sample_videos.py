@@ -14,8 +14,8 @@ import pytest
 
 from pipeline.labels import read_labels
 from pipeline.media import MEDIA_EXTENSIONS, iter_frames, probe, read_audio
+from tests.helpers.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_videos"
 LABELS = SAMPLES / "labels.csv"
 SCRIPT = ROOT / "scripts" / "make_sample_videos.py"

@@ -15,14 +15,26 @@ from typing import Any, Sequence
 
 import torch
 
-from models.api import RunOptions, task_spec_fields
-from models.base import ModelSpec, build_model, model_registry
-from models.experiments.common import (ExperimentData, ExperimentResult, check_seeds, entry, headline_columns,
-                                       load_experiment_data, make_dataset, modality_code, parse_modality_set,
-                                       slug, summarise, train_member, write_experiment)
+from models.base import ModelSpec
 from models.experiments.cross_validation import standard_parts
+from models.experiments.runs import (
+    ExperimentData,
+    ExperimentResult,
+    check_seeds,
+    entry,
+    headline_columns,
+    load_experiment_data,
+    make_dataset,
+    slug,
+    summarise,
+    train_member,
+    write_experiment,
+)
+from models.registry import build_model, get_model_class
+from models.training import RunOptions, task_spec_fields
 from pipeline.config import ConfigError
 from pipeline.labels import LabelTable
+from pipeline.modalities import modality_code, parse_modality_set
 
 DEFAULT_MODALITY_SETS = ("T", "A", "V", "TA", "TV", "AV", "TAV")
 FULL = "full"
@@ -36,7 +48,7 @@ def component_label(name: str | None) -> str:
 
 def off_value(model: str, name: str) -> Any:
     """The value that switches component `name` off: False for a switch, 0 for a weight, [] for a list of parts."""
-    cls = model_registry()[model]
+    cls = get_model_class(model)
     default = getattr(cls.Config(), name)
     if isinstance(default, bool):
         return False
@@ -50,10 +62,7 @@ def off_value(model: str, name: str) -> Any:
 
 def resolve_components(model: str, components: Sequence[str] | None) -> list[str]:
     """The components to ablate: the model's `ablatable` parts (default) or the named ones (checked)."""
-    registry = model_registry()
-    if model not in registry:
-        raise ConfigError(f"unknown model {model!r}; known: {', '.join(sorted(registry))}")
-    parts = tuple(registry[model].ablatable)
+    parts = tuple(get_model_class(model).ablatable)
     if components is None:
         return list(parts)
     names = [c.strip() for c in components if c.strip()]
@@ -94,7 +103,7 @@ def run_ablation(cache_dir: str | Path, labels: str | Path | LabelTable, model: 
             continue
         usable.append(code)
     if not usable:
-        raise ConfigError(f"no modality subset can run: " + "; ".join(f"{c}: {w}" for c, w in skipped_sets.items()))
+        raise ConfigError("no modality subset can run: " + "; ".join(f"{c}: {w}" for c, w in skipped_sets.items()))
     full_set = max(usable, key=len)     # the largest subset (first of equal size)
     cells: list[tuple[str, str | None]] = []
     skipped_components: list[dict[str, str]] = []

@@ -8,7 +8,6 @@ std over folds (and seeds), the metrics of the pooled out-of-fold predictions, a
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 from typing import Any, Sequence
@@ -16,11 +15,24 @@ from typing import Any, Sequence
 import pandas as pd
 import torch
 
-from models.api import RunOptions
-from models.experiments.common import (ExperimentData, ExperimentResult, check_seeds, entry, headline_columns,
-                                       load_experiment_data, make_dataset, summarise, task_module, task_of,
-                                       train_member, write_experiment, EVAL_DIR)
+from models.experiments.runs import (
+    ExperimentData,
+    ExperimentResult,
+    check_seeds,
+    entry,
+    headline_columns,
+    load_experiment_data,
+    make_dataset,
+    summarise,
+    task_of,
+    train_member,
+    write_experiment,
+)
+from models.run_dir import EVAL_DIR, METRICS_FILE, PREDICTIONS_FILE
+from models.tasks import task_metrics
+from models.training import RunOptions
 from pipeline.config import ConfigError
+from pipeline.files import atomic_write_json
 from pipeline.labels import LabelTable
 
 STANDARD = "standard split"
@@ -170,7 +182,6 @@ def run_cross_validation(cache_dir: str | Path, labels: str | Path | LabelTable,
 def _pooled(out: Path, data: ExperimentData, cv_entries: list[dict[str, Any]], seeds: list[int],
             protocol: str) -> list[dict[str, Any]]:
     """Per seed, the task metrics of all folds' test predictions together (one prediction per row)."""
-    tasks = task_module()
     task = task_of(data.options)
     pooled = []
     for seed in seeds:
@@ -178,20 +189,20 @@ def _pooled(out: Path, data: ExperimentData, cv_entries: list[dict[str, Any]], s
         for e in cv_entries:
             if e["seed"] != seed:
                 continue
-            pred_file = out / e["run_dir"] / EVAL_DIR / "test" / "predictions.csv"
+            pred_file = out / e["run_dir"] / EVAL_DIR / "test" / PREDICTIONS_FILE
             frame = pd.read_csv(pred_file)
             if not {"label", "prediction"} <= set(frame.columns):
                 return []           # multi-column predictions (multi-label): no pooled row
             frames.append(frame.assign(fold=e["cell"]["fold"]))
         joined = pd.concat(frames, ignore_index=True)
-        metrics = tasks.task_metrics(task, torch.tensor(joined["prediction"].to_numpy()),
+        metrics = task_metrics(task, torch.tensor(joined["prediction"].to_numpy()),
                                      torch.tensor(joined["label"].to_numpy()))
         target = out / "pooled" / f"seed{seed}"
         target.mkdir(parents=True, exist_ok=True)
-        joined.to_csv(target / "predictions.csv", index=False)
-        (target / "metrics.json").write_text(json.dumps(metrics, indent=1, default=float), encoding="utf-8")
+        joined.to_csv(target / PREDICTIONS_FILE, index=False)
+        atomic_write_json(target / METRICS_FILE, metrics, default=float)
         pooled.append({"cell": {"protocol": f"{protocol}, pooled predictions", "fold": "all"}, "seed": seed,
-                       "metrics": metrics, "predictions": str((target / "predictions.csv").relative_to(out))})
+                       "metrics": metrics, "predictions": str((target / PREDICTIONS_FILE).relative_to(out))})
     return pooled
 
 

@@ -3,7 +3,7 @@
 Rows carry `language`. The source-only model (fraction 0) is trained once per seed and evaluated on the
 source's own test rows (the in-language reference) and on every target's test rows (zero-shot). For each
 target and positive fraction, a model trains on the source plus that share of the target's training rows
-(rehearsal: `models.crosslingual_data.rehearsal_table`, a fixed seeded sample) and is evaluated on the
+(rehearsal: `models.experiments.rehearsal.rehearsal_table`, a fixed seeded sample) and is evaluated on the
 target's and the source's test rows. Model selection uses the source's validation rows only (carved by
 video from its training rows when it has none), so no zero-shot number has seen target labels.
 """
@@ -13,12 +13,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from models.api import RunOptions
-from models.crosslingual_data import RehearsalConfig, rehearsal_table
-from models.experiments.common import (ExperimentResult, check_seeds, entry, headline_columns,
-                                       load_experiment_data, make_dataset, slug, summarise, task_of,
-                                       train_member, write_experiment)
 from models.experiments.cross_validation import grouped_holdout, video_map
+from models.experiments.rehearsal import RehearsalConfig, rehearsal_table
+from models.experiments.runs import (
+    ExperimentResult,
+    check_seeds,
+    entry,
+    headline_columns,
+    load_experiment_data,
+    make_dataset,
+    slug,
+    summarise,
+    task_of,
+    train_member,
+    write_experiment,
+)
+from models.training import RunOptions
 from pipeline.config import ConfigError
 from pipeline.labels import LabelTable
 

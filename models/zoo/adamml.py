@@ -25,11 +25,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from models.base import ModelOutput, ModelSpec, SentimentModel, register_model
-from models.losses import modality_budget_loss
-from models.sequence_ops import last_valid, require_keys, run_rnn, window_pool
-from models.zoo.seq2seq import MODALITIES, available_modalities, check_modalities, modality_dim
+from models.base import ModelOutput, ModelSpec, SentimentModel
+from models.nn.losses import modality_budget_loss
+from models.nn.masking import last_valid, window_pool
+from models.nn.modalities import available_modalities, check_modalities, modality_dim, require_keys
+from models.nn.rnn import run_rnn
 from pipeline.config import ConfigBase, ConfigError
+from pipeline.modalities import MODALITIES
 
 
 @dataclass
@@ -50,13 +52,11 @@ class AdaMMLConfig(ConfigBase):
     use_policy: bool = True          # ablation: False selects every present modality in every window
 
 
-@register_model
 class AdaMML(SentimentModel):
     """Per-window Gumbel-softmax modality selection with contextual LSTM fusion."""
 
     name = "adamml"
     Config = AdaMMLConfig
-    modalities = ("text", "audio", "visual")
     aligned = False
     ablatable = ("use_policy",)
 

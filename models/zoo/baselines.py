@@ -1,4 +1,4 @@
-"""Baselines: the early-fusion LSTM of the Seq2Seq (MCTN) paper and a unimodal head, plus shared layers."""
+"""Baselines: the early-fusion LSTM of the Seq2Seq (MCTN) paper and a unimodal head."""
 
 from __future__ import annotations
 
@@ -7,47 +7,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from models.base import ModelOutput, ModelSpec, SentimentModel, register_model
+from models.base import ModelOutput, ModelSpec, SentimentModel
+from models.nn.masking import masked_max, masked_mean
+from models.nn.modalities import available_modalities, modality_inputs
 from pipeline.config import ConfigBase, ConfigError
-
-MODALITY_ORDER = ("text", "audio", "visual")   # column order of batch["present"]
-
-
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over time of (B, T, D) where mask (B, T) is 1; zeros for an all-masked row."""
-    m = mask.to(x.dtype).unsqueeze(-1)
-    return (x * m).sum(1) / m.sum(1).clamp_min(1.0)
-
-
-def masked_max(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Max over time of (B, T, D) where mask is 1; zeros for an all-masked row."""
-    neg = torch.finfo(x.dtype).min
-    out = x.masked_fill(mask.unsqueeze(-1) <= 0, neg).amax(1)
-    return torch.where(mask.sum(1, keepdim=True) > 0, out, torch.zeros_like(out))
-
-
-def key_padding(mask: torch.Tensor) -> torch.Tensor:
-    """nn.MultiheadAttention key_padding_mask (True = ignore) that never masks a whole row (avoids NaN)."""
-    pad = mask <= 0
-    first = torch.zeros_like(pad)
-    first[:, 0] = True
-    return pad & ~(first & pad.all(1, keepdim=True))   # no `if empty.any()`: that would sync with the GPU
-
-
-def modality_inputs(batch: dict[str, torch.Tensor], modality: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x, mask) of one modality, the mask zeroed where the modality is absent for a sample."""
-    x = batch[modality]
-    mask = batch.get(f"{modality}_mask")
-    if mask is None:
-        mask = torch.ones(x.shape[:2], device=x.device, dtype=x.dtype)
-    if "present" in batch:
-        mask = mask * batch["present"][:, MODALITY_ORDER.index(modality)].unsqueeze(1).to(mask.dtype)
-    return x, mask
-
-
-def spec_modalities(spec: ModelSpec, wanted: tuple[str, ...]) -> list[str]:
-    """The wanted modalities that the data provides (in canonical order)."""
-    return [m for m in MODALITY_ORDER if m in wanted and m in spec.dims]
+from pipeline.modalities import MODALITIES
 
 
 @dataclass
@@ -60,7 +24,6 @@ class UnimodalHeadConfig(ConfigBase):
     dropout: float = 0.2
 
 
-@register_model
 class UnimodalHead(SentimentModel):
     """A head on one modality's features (the unimodal rows of the papers' ablation tables)."""
 
@@ -69,8 +32,8 @@ class UnimodalHead(SentimentModel):
 
     def __init__(self, config: UnimodalHeadConfig, spec: ModelSpec) -> None:
         super().__init__(config, spec)
-        if config.modality not in MODALITY_ORDER:
-            raise ConfigError(f"model.unimodal.modality must be one of {', '.join(MODALITY_ORDER)}")
+        if config.modality not in MODALITIES:
+            raise ConfigError(f"model.unimodal.modality must be one of {', '.join(MODALITIES)}")
         if config.modality not in spec.dims:
             raise ConfigError(f"model.unimodal.modality={config.modality!r} but the data has only "
                               f"{', '.join(spec.dims) or 'no modalities'}")
@@ -112,10 +75,9 @@ class EarlyFusionLSTMConfig(ConfigBase):
     hidden: int = 64
     layers: int = 1
     dropout: float = 0.2
-    modalities: list[str] = field(default_factory=lambda: list(MODALITY_ORDER))   # those the data has are used
+    modalities: list[str] = field(default_factory=lambda: list(MODALITIES))   # those the data has are used
 
 
-@register_model
 class EarlyFusionLSTM(SentimentModel):
     """Early fusion: per-step concatenation of time-resampled modalities into a single LSTM."""
 
@@ -124,7 +86,7 @@ class EarlyFusionLSTM(SentimentModel):
 
     def __init__(self, config: EarlyFusionLSTMConfig, spec: ModelSpec) -> None:
         super().__init__(config, spec)
-        self.used = spec_modalities(spec, tuple(config.modalities))
+        self.used = available_modalities(spec, config.modalities, self.name, require=False)
         if not self.used:
             raise ConfigError(f"ef_lstm: none of model.ef_lstm.modalities {config.modalities} is in the data "
                               f"({', '.join(spec.dims)})")

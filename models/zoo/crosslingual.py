@@ -14,7 +14,7 @@ same text extractor; a row with an all-zero mask has no translation):
   intermodal   intermodal_nce_weight * InfoNCE(p(h_t), q(mean of h_a, h_v)): a segment's text and its
                non-verbal representation are positives
 Few-shot rehearsal (mixing a fraction of the target language into training) and per-language evaluation
-live in `models.crosslingual_data`.
+live in `models.experiments.rehearsal`.
 
 Chosen here (the paper does not fix them): d = 128, GRU encoders, InfoNCE temperature 0.07 (as in
 MoCo/CLIP-style contrastive training), symmetric NCE, loss weights 1.0 / 0.1 / 0.1, dropout 0.2, 128-d
@@ -29,11 +29,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from models.base import ModelOutput, ModelSpec, SentimentModel, register_model
-from models.losses import info_nce
-from models.sequence_ops import masked_mean, require_keys, run_rnn
-from models.zoo.seq2seq import MODALITIES, available_modalities, check_modalities, modality_dim
+from models.base import ModelOutput, ModelSpec, SentimentModel
+from models.nn.losses import info_nce
+from models.nn.masking import masked_mean
+from models.nn.modalities import available_modalities, check_modalities, modality_dim, require_keys
+from models.nn.rnn import run_rnn
 from pipeline.config import ConfigBase, ConfigError
+from pipeline.modalities import MODALITIES
 
 TRANSLATION_KEY = "text_translation"
 TRANSLATION_MASK_KEY = "text_translation_mask"
@@ -67,13 +69,11 @@ class CrossLingualConfig(ConfigBase):
     intermodal_nce_weight: float = 0.1
 
 
-@register_model
 class CrossLingualNCE(SentimentModel):
     """Text encoder conditioned on acoustic/visual features, trained with translation and inter-modal NCE."""
 
     name = "crosslingual_nce"
     Config = CrossLingualConfig
-    modalities = ("text", "audio", "visual")
     aligned = False
     ablatable = ("augmentation_weight", "translation_nce_weight", "intermodal_nce_weight")
 

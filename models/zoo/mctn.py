@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from models.base import ModelOutput, ModelSpec, SentimentModel, register_model
-from models.losses import masked_mse
-from models.zoo.seq2seq import (AttentionDecoder, SentimentRNN, SequenceEncoder, aligned_input,
-                                check_modalities, modality_dim)
+from models.base import ModelOutput, ModelSpec, SentimentModel
+from models.nn.losses import masked_mse
+from models.nn.modalities import aligned_input, check_modalities, modality_dim
+from models.nn.translation import AttentionDecoder, SentimentRNN, SequenceEncoder
 from pipeline.config import ConfigBase, ConfigError
 
 
@@ -50,13 +50,11 @@ class MCTNConfig(ConfigBase):
     lambda_c: float = 0.1          # cycle-consistency loss weight
 
 
-@register_model
 class MCTN(SentimentModel):
     """Cyclic translation source <-> target (+ hierarchical translation to a third modality), RNN regressor."""
 
     name = "mctn"
     Config = MCTNConfig
-    modalities = ("text", "audio", "visual")
     aligned = True
     ablatable = ("lambda_c", "hierarchical_target")
 

@@ -8,11 +8,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.base import ModelOutput, ModelSpec, SentimentModel, register_model
-from models.layers import CrossmodalTransformer, last_valid
+from models.base import ModelOutput, ModelSpec, SentimentModel
+from models.nn.layers import CrossmodalTransformer
+from models.nn.masking import last_valid
 from pipeline.config import ConfigBase, ConfigError
-
-MODALITIES = ("text", "audio", "visual")
+from pipeline.modalities import MODALITIES
 
 
 @dataclass
@@ -36,7 +36,6 @@ class MulTConfig(ConfigBase):
     use_visual_target: bool = True
 
 
-@register_model
 class MulT(SentimentModel):
     """Crossmodal transformers on unaligned sequences, following Tsai et al. (2019), eqs. (1)-(4).
 

@@ -25,10 +25,11 @@ from itertools import combinations
 import torch
 from torch import nn
 
-from models.base import ModelOutput, ModelSpec, SentimentModel, register_model
-from models.sequence_ops import last_valid, require_keys, window_pool
-from models.zoo.seq2seq import MODALITIES, available_modalities, check_modalities, modality_dim
+from models.base import ModelOutput, ModelSpec, SentimentModel
+from models.nn.masking import last_valid, window_pool
+from models.nn.modalities import available_modalities, check_modalities, modality_dim, require_keys
 from pipeline.config import ConfigBase, ConfigError
+from pipeline.modalities import MODALITIES
 
 
 class MonologueRNN(nn.Module):
@@ -94,13 +95,11 @@ class MultilogueConfig(ConfigBase):
     use_pairwise_attention: bool = True
 
 
-@register_model
 class MultilogueNet(SentimentModel):
     """Per-modality single-party DialogueRNN over windows, pairwise attention fusion, regressor."""
 
     name = "multilogue"
     Config = MultilogueConfig
-    modalities = ("text", "audio", "visual")
     aligned = False
     ablatable = ("use_pairwise_attention",)
 

@@ -30,140 +30,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from torch import nn
 
-from models.base import ModelOutput, ModelSpec, SentimentModel, register_model
-from models.losses import masked_mse
-from models.sequence_ops import last_valid, require_keys, run_rnn
+from models.base import ModelOutput, ModelSpec, SentimentModel
+from models.nn.losses import masked_mse
+from models.nn.modalities import aligned_input, check_modalities, modality_dim
+from models.nn.translation import SentimentRNN, Translator
 from pipeline.config import ConfigBase, ConfigError
-
-MODALITIES = ("text", "audio", "visual")
-
-
-class SequenceEncoder(nn.Module):
-    """LSTM encoder over the valid steps of a (B, T, D) sequence: states (B, T, H) and its final (h, c)."""
-
-    def __init__(self, input_dim: int, hidden: int, n_layers: int, dropout: float) -> None:
-        super().__init__()
-        self.rnn = nn.LSTM(input_dim, hidden, n_layers, batch_first=True,
-                           dropout=dropout if n_layers > 1 else 0.0)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """Encode x; padded steps of the states are zeros."""
-        out, state = run_rnn(self.rnn, x, mask)
-        return out, state
-
-
-class AttentionDecoder(nn.Module):
-    """LSTM decoder with additive attention (Bahdanau et al., 2015) that emits a continuous sequence."""
-
-    def __init__(self, hidden: int, output_dim: int, n_layers: int, dropout: float) -> None:
-        super().__init__()
-        self.output_dim = output_dim
-        self.embed = nn.Linear(output_dim, hidden)
-        self.rnn = nn.LSTM(2 * hidden, hidden, n_layers, batch_first=True,
-                           dropout=dropout if n_layers > 1 else 0.0)
-        self.att_keys = nn.Linear(hidden, hidden, bias=False)
-        self.att_query = nn.Linear(hidden, hidden)
-        self.att_score = nn.Linear(hidden, 1, bias=False)
-        self.dropout = nn.Dropout(dropout)
-        self.out = nn.Linear(2 * hidden, output_dim)
-
-    def forward(self, memory: torch.Tensor, memory_mask: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor],
-                steps: int, target: torch.Tensor | None = None,
-                teacher_forcing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-        """Decode `steps` frames; returns (B, steps, output_dim) and attention weights (B, steps, T)."""
-        b = memory.shape[0]
-        keys = self.att_keys(memory)                                           # (B, T, H)
-        invalid = memory_mask <= 0
-        prev = memory.new_zeros(b, self.output_dim)
-        outputs, weights = [], []
-        h, c = state
-        for t in range(steps):
-            query = self.att_query(h[-1]).unsqueeze(1)                        # (B, 1, H)
-            scores = self.att_score(torch.tanh(keys + query)).squeeze(-1)     # (B, T)
-            scores = scores.masked_fill(invalid, torch.finfo(scores.dtype).min)
-            alpha = torch.softmax(scores, dim=-1)
-            context = torch.bmm(alpha.unsqueeze(1), memory).squeeze(1)         # (B, H)
-            step_in = torch.cat([self.dropout(self.embed(prev)), context], dim=-1).unsqueeze(1)
-            out, (h, c) = self.rnn(step_in, (h, c))
-            frame = self.out(torch.cat([out.squeeze(1), context], dim=-1))
-            outputs.append(frame)
-            weights.append(alpha)
-            if target is not None and teacher_forcing > 0 and torch.rand(()) < teacher_forcing:
-                prev = target[:, t]
-            else:
-                prev = frame
-        return torch.stack(outputs, 1), torch.stack(weights, 1)
-
-
-class SentimentRNN(nn.Module):
-    """Recurrent regressor/classifier over encoder states: LSTM, last valid state, dropout, linear."""
-
-    def __init__(self, input_dim: int, hidden: int, n_outputs: int, dropout: float) -> None:
-        super().__init__()
-        self.rnn = nn.LSTM(input_dim, hidden, 1, batch_first=True)
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(hidden, n_outputs)
-
-    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return (prediction (B, n_outputs), summary vector (B, hidden))."""
-        out, _ = run_rnn(self.rnn, states, mask)
-        summary = last_valid(out, mask)
-        return self.head(self.dropout(summary)), summary
-
-
-class Translator(nn.Module):
-    """One translation level: encoder over the source, attention decoder to the target."""
-
-    def __init__(self, input_dim: int, output_dim: int, hidden: int, n_layers: int, dropout: float) -> None:
-        super().__init__()
-        self.encoder = SequenceEncoder(input_dim, hidden, n_layers, dropout)
-        self.decoder = AttentionDecoder(hidden, output_dim, n_layers, dropout)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, target: torch.Tensor | None,
-                teacher_forcing: float, decode: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Encoder states (B, T, H) and the translation (B, T, D_out) (None when decode is False)."""
-        states, final = self.encoder(x, mask)
-        if not decode:
-            return states, None
-        translation, _ = self.decoder(states, mask, final, x.shape[1], target, teacher_forcing)
-        return states, translation
-
-
-def aligned_input(batch: dict[str, torch.Tensor], modalities: list[str], model: str) -> torch.Tensor:
-    """Feature-wise concatenation of word-aligned modality sequences (B, T_w, sum D)."""
-    keys = [f"aligned_{m}" for m in modalities]
-    require_keys(batch, keys + ["aligned_mask"], model)
-    return torch.cat([batch[k].float() for k in keys], dim=-1)
-
-
-def check_modalities(names: list[str], field_name: str, model: str, allow_empty: bool = False) -> None:
-    """Validate a config list of modality names."""
-    if not names and not allow_empty:
-        raise ConfigError(f"model.{model}.{field_name} must name at least one modality")
-    bad = [n for n in names if n not in MODALITIES]
-    if bad:
-        raise ConfigError(f"model.{model}.{field_name}: unknown modality {', '.join(bad)}; "
-                          f"choose from {', '.join(MODALITIES)}")
-
-
-def modality_dim(spec: ModelSpec, modalities: list[str], model: str) -> int:
-    """Summed feature dim of some modalities, with a clear error when the data lacks one."""
-    missing = [m for m in modalities if m not in spec.dims]
-    if missing:
-        raise ConfigError(f"model {model!r} uses {', '.join(missing)} but the dataset has only "
-                          f"{', '.join(sorted(spec.dims)) or 'no'} features")
-    return sum(spec.dims[m] for m in modalities)
-
-
-def available_modalities(spec: ModelSpec, wanted: list[str], model: str) -> list[str]:
-    """The wanted modalities the dataset has, in canonical order; an error when it has none of them."""
-    used = [m for m in MODALITIES if m in wanted and spec.dims.get(m)]
-    if not used:
-        raise ConfigError(f"model {model!r} uses {', '.join(wanted)} but the dataset has only "
-                          f"{', '.join(sorted(spec.dims)) or 'no'} features")
-    return used
 
 
 @dataclass
@@ -184,13 +56,11 @@ class Seq2SeqConfig(ConfigBase):
     freeze_encoder_phase2: bool = True
 
 
-@register_model
 class Seq2Seq2Sentiment(SentimentModel):
     """Attention seq2seq modality translation, then an RNN regressor on the encoder states (two phases)."""
 
     name = "seq2seq"
     Config = Seq2SeqConfig
-    modalities = ("text", "audio", "visual")
     aligned = True
     ablatable = ("hierarchical_target", "phase2_translation_weight")
 
@@ -270,7 +140,6 @@ class Seq2SeqConcatConfig(Seq2SeqConfig):
     target: list[str] = field(default_factory=lambda: ["visual"])
 
 
-@register_model
 class Seq2SeqConcat(Seq2Seq2Sentiment):
     """Seq2Seq2Sentiment translating the concatenation of two modalities into the third."""
 
@@ -286,7 +155,6 @@ class Seq2SeqConcatOutConfig(Seq2SeqConfig):
     target: list[str] = field(default_factory=lambda: ["audio", "visual"])
 
 
-@register_model
 class Seq2SeqConcatOut(Seq2Seq2Sentiment):
     """Seq2Seq2Sentiment translating one modality into the concatenation of the other two."""
 
@@ -303,7 +171,6 @@ class Seq2SeqHierConfig(Seq2SeqConfig):
     hierarchical_target: list[str] = field(default_factory=lambda: ["visual"])
 
 
-@register_model
 class Seq2SeqHier(Seq2Seq2Sentiment):
     """Hierarchical Seq2Seq2Sentiment: the level-1 encoder states are translated into the third modality."""
 

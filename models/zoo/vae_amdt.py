@@ -47,9 +47,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.base import ModelOutput, ModelSpec, SentimentModel, register_model
-from models.zoo.baselines import MODALITY_ORDER, key_padding, masked_mean, modality_inputs
+from models.base import ModelOutput, ModelSpec, SentimentModel
+from models.nn.masking import key_padding_mask, masked_mean
+from models.nn.modalities import modality_inputs
 from pipeline.config import ConfigBase, ConfigError
+from pipeline.modalities import MODALITIES
 
 
 @dataclass
@@ -136,7 +138,7 @@ class AttentionBlock(nn.Module):
         qh = F.linear(q, w_q, b_q).view(b, tq, h, e // h).transpose(1, 2)
         kh = F.linear(kv, w_k, b_k).view(b, -1, h, e // h).transpose(1, 2)
         vh = F.linear(kv, w_v, b_v).view(b, -1, h, e // h).transpose(1, 2)
-        keep = ~key_padding(kv_mask)[:, None, None, :]
+        keep = ~key_padding_mask(kv_mask)[:, None, None, :]
         dropout = a.dropout if self.training else 0.0
         if qh.is_cuda:   # pads only a head dim the fused kernels cannot take
             out = padded_head_attention(qh, kh, vh, keep, dropout)
@@ -149,7 +151,7 @@ class AttentionBlock(nn.Module):
 
     def attention_weights(self, q: torch.Tensor, kv: torch.Tensor, kv_mask: torch.Tensor) -> torch.Tensor:
         """Head-averaged attention probabilities (B, Tq, Tk) of this block (read for plots, never trained on)."""
-        _, weights = self.attn(q, kv, kv, key_padding_mask=key_padding(kv_mask), need_weights=True,
+        _, weights = self.attn(q, kv, kv, key_padding_mask=key_padding_mask(kv_mask), need_weights=True,
                                average_attn_weights=True)
         return weights
 
@@ -182,7 +184,6 @@ def _weighted_mean(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return (values * weight).sum() / weight.sum().clamp_min(1.0)
 
 
-@register_model
 class VAEAMDT(SentimentModel):
     """Multi-attention fusion over VAE-regularised, adversarially text-aligned unimodal representations."""
 
@@ -198,7 +199,7 @@ class VAEAMDT(SentimentModel):
         if config.hidden % config.heads:
             raise ConfigError(f"model.vae_amdt.hidden ({config.hidden}) must be divisible by heads ({config.heads})")
         h, z = config.hidden, config.latent
-        self.used = [m for m in MODALITY_ORDER if m in spec.dims]
+        self.used = [m for m in MODALITIES if m in spec.dims]
         self.others = [m for m in self.used if m != "text"]
         self.proj = nn.ModuleDict({m: nn.Sequential(nn.Linear(spec.dims[m], h), nn.LayerNorm(h)) for m in self.used})
         self.self_attn = nn.ModuleDict({m: AttentionBlock(h, config.heads, config.dropout) for m in self.used})
@@ -207,15 +208,15 @@ class VAEAMDT(SentimentModel):
             if config.use_cross_attention else nn.ModuleDict()
         self.cross_norm = nn.ModuleDict({m: nn.LayerNorm(h) for m in self.used})
         self.triple = AttentionBlock(h, config.heads, config.dropout) if config.use_triple_attention else None
-        self.vae = nn.ModuleDict({m: ModalityVAE(h, z, len(MODALITY_ORDER)) for m in self.used})
+        self.vae = nn.ModuleDict({m: ModalityVAE(h, z, len(MODALITIES)) for m in self.used})
         self.to_latent = None if config.use_vae else nn.ModuleDict({m: nn.Linear(h, z) for m in self.used})
         self.generators = nn.ModuleDict({m: _mlp(z, h, z) for m in self.others})
         self.discriminator = _mlp(z, max(1, h // 2), 1) if self.others else None
         fused = z * len(self.used) + (h if self.triple is not None else 0)
         self.head = nn.Sequential(nn.Linear(fused, h), nn.GELU(), nn.Dropout(config.dropout),
                                   nn.Linear(h, spec.n_outputs))
-        for i, m in enumerate(MODALITY_ORDER):
-            self.register_buffer(f"onehot_{m}", nn.functional.one_hot(torch.tensor(i), len(MODALITY_ORDER))
+        for i, m in enumerate(MODALITIES):
+            self.register_buffer(f"onehot_{m}", nn.functional.one_hot(torch.tensor(i), len(MODALITIES))
                                  .float().unsqueeze(0), persistent=False)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
@@ -319,7 +320,6 @@ class VAEAMDTSmallConfig(VAEAMDTConfig):
     latent: int = 32
 
 
-@register_model
 class VAEAMDTSmall(VAEAMDT):
     """VAE-AMDT at hidden 64 / latent 32: the engine's default model (trains on a few clips in seconds)."""
 

@@ -1,0 +1,1 @@
+"""Audio extractors: log-mel, MFCC + prosody (acoustic), chroma/contrast/tonnetz (tonal)."""

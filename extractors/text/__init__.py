@@ -1,0 +1,1 @@
+"""Text extractors: transcripts with word timings (transcript) and transformer token embeddings (text)."""

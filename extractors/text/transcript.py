@@ -1,0 +1,302 @@
+"""The "transcript" extractor: what is said in a clip and when each word is said.
+
+Text comes from the first source that has it (config `sources`): the label file (the runner passes it as
+`item.extras["transcript"]`), a file beside the media (sidecar .txt/.srt/.vtt/.json, an MMSA labels.csv,
+CMU-MOSI's segmented transcripts), or speech recognition (faster-whisper). Word times come from Whisper's word
+timestamps for recognised speech, and from forced alignment for a known text (pocketsphinx for English, Whisper
+alignment for other languages). A known transcript whose alignment fails is still stored, with `alignment`
+= "failed: why" and NaN times: words are never spread uniformly over the clip.
+
+Speech recognition streams the audio and recognises it in windows of at most `asr_window_seconds`, each ending
+at the quietest moment of its last `asr_cut_search_seconds` (extractors/speech_windows.py), so memory does not
+grow with the video's length: transcript alone, peak RSS 808 -> 1,406 MiB from 2 to 12 minutes of video with
+whole-track recognition, 803 -> 826 MiB windowed. Word and segment times are offset by the window's start. A clip
+no longer than one window is recognised exactly as before, in one piece. The cost is speed: faster-whisper packs
+the speech of the whole track into 30 s passes, windows cannot share a pass (12 minutes: 40 encoder passes with
+30 s windows, 37 with 60 s, 28 whole-track; about 1.1-1.4x the recognition time).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from extractors.base import ExtractionFailed, Extractor, Features, FeatureUnavailable, MediaItem
+from extractors.text.forced_alignment import AlignmentError, PocketsphinxAligner, WhisperAligner, WordAlignment
+from extractors.text.speech_recognition import (
+    PACKAGED_TINY_EN,
+    SPEECH_SAMPLE_RATE,
+    ModelUnavailable,
+    RecognizedWord,
+    SpeechRecognizer,
+    Transcription,
+)
+from extractors.text.speech_windows import iter_speech_windows
+from extractors.text.words import split_words
+from pipeline.config import ConfigBase, ConfigError
+from pipeline.media import MediaError, iter_audio, read_audio
+from pipeline.transcripts import TranscriptError, find_transcript
+
+SOURCES = ("labels", "sidecar", "asr")
+ALIGNERS = ("auto", "pocketsphinx", "whisper")
+ASR_MODEL_KEY = "extraction.options.transcript.asr_model"
+
+
+@dataclass
+class TranscriptConfig(ConfigBase):
+    """Where transcripts come from, which recogniser and aligner run, and the limits."""
+
+    sources: list[str] = field(default_factory=lambda: list(SOURCES))   # tried in this order
+    asr_model: str = PACKAGED_TINY_EN      # "tiny.en" (packaged), a CTranslate2 directory or a cached name
+    language: str = ""                     # "" = from the label row, else detected (multilingual model) or "en"
+    aligner: str = "auto"                  # auto: pocketsphinx for English (Whisper if it fails), else Whisper
+    vad_filter: bool = True                # voice-activity filter before recognition
+    beam_size: int = 1
+    compute_type: str = "auto"             # int8 on CPU, float16 on CUDA
+    min_alignment_confidence: float = 0.05  # pocketsphinx: word score vs. a free phone loop, below = mismatch
+    min_whisper_confidence: float = 0.15   # Whisper: geometric mean token probability, below = mismatch
+    max_oov_fraction: float = 0.5          # share of words missing from the English dictionary => not English
+    max_words: int = 2000                  # longer transcripts are truncated (meta `truncated`)
+    min_speech_seconds: float = 0.2        # less detected speech than this counts as silence (per window too)
+    asr_window_seconds: float = 60.0       # recognise streamed audio in windows of at most this length
+    asr_cut_search_seconds: float = 5.0    # a window ends at the quietest frame within its last this-many seconds
+    asr_cut_frame_seconds: float = 0.02    # energy frame used to find that quietest moment
+
+
+class TranscriptExtractor(Extractor):
+    """Transcript text plus per-word (start, end) seconds and confidence."""
+
+    name = "transcript"
+    version = "2"   # 2: windowed speech recognition (asr_window_seconds)
+    modality = "text"
+    Config = TranscriptConfig
+    requires = frozenset()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        c: TranscriptConfig = self.config
+        for s in c.sources:
+            if s not in SOURCES:
+                raise ConfigError(f"extraction.options.transcript.sources: {s!r} is not one of {', '.join(SOURCES)}")
+        if c.aligner not in ALIGNERS:
+            raise ConfigError(f"extraction.options.transcript.aligner must be one of {', '.join(ALIGNERS)}")
+        if not 0 < c.asr_cut_frame_seconds <= c.asr_cut_search_seconds < c.asr_window_seconds:
+            raise ConfigError("extraction.options.transcript: need 0 < asr_cut_frame_seconds <= "
+                              "asr_cut_search_seconds < asr_window_seconds, got "
+                              f"{c.asr_cut_frame_seconds}, {c.asr_cut_search_seconds}, {c.asr_window_seconds}")
+        self._asr: SpeechRecognizer | None = None
+        self._ps: PocketsphinxAligner | None = None
+
+    def media_settings(self) -> dict:
+        return {"speech_sample_rate": SPEECH_SAMPLE_RATE}
+
+    def key_inputs(self, item: MediaItem) -> dict[str, Any]:
+        """The known transcript's text (labels or sidecar) is an input: editing it renews the entry."""
+        if item.info.container == "text":
+            return {}           # a transcript-only item's media hash already is its text's hash
+        try:
+            known = self._known_text(item)
+        except TranscriptError as exc:
+            return {"transcript_error": str(exc)}
+        inputs: dict[str, Any] = {}
+        if known is not None:
+            inputs["transcript_sha256"] = hashlib.sha256(known[0].encode("utf-8")).hexdigest()
+            inputs["transcript_source"] = known[1]
+        if item.extras.get("language"):
+            inputs["language"] = str(item.extras["language"])
+        return inputs
+
+    @property
+    def asr(self) -> SpeechRecognizer:
+        """The speech recogniser (model loaded on first use)."""
+        if self._asr is None:
+            c: TranscriptConfig = self.config
+            self._asr = SpeechRecognizer(c.asr_model, device=self.device.type, compute_type=c.compute_type,
+                                         beam_size=c.beam_size, vad_filter=c.vad_filter, config_key=ASR_MODEL_KEY)
+        return self._asr
+
+    @property
+    def pocketsphinx(self) -> PocketsphinxAligner:
+        """The English aligner."""
+        if self._ps is None:
+            c: TranscriptConfig = self.config
+            self._ps = PocketsphinxAligner(c.min_alignment_confidence, c.max_oov_fraction)
+        return self._ps
+
+    def missing_reason(self, item: MediaItem) -> str | None:
+        if item.info.has_audio or "asr" not in self.config.sources:
+            return None
+        if "labels" in self.config.sources and str(item.extras.get("transcript") or "").strip():
+            return None
+        if "sidecar" in self.config.sources:
+            return None   # decided in extract (the sidecar may exist)
+        return "no transcript and no audio stream to recognise"
+
+    def extract(self, batch: Sequence[MediaItem]) -> list[Features | Exception]:
+        out: list[Features | Exception] = []
+        for item in batch:
+            try:
+                out.append(self._one(item))
+            except (FeatureUnavailable, ExtractionFailed, ConfigError) as exc:
+                out.append(exc)
+            except (TranscriptError, MediaError) as exc:
+                out.append(ExtractionFailed(str(exc)))
+        return out
+
+    # ---- steps
+    def _known_text(self, item: MediaItem) -> tuple[str, str, str, list[str]] | None:
+        """(text, source, encoding, notes) from labels or a sidecar, or None."""
+        notes: list[str] = []
+        for src in self.config.sources:
+            if src == "labels" and "transcript" in item.extras:
+                text = " ".join(str(item.extras.get("transcript") or "").split())
+                if text:
+                    return text, "labels", "utf-8", notes
+                notes.append("label transcript is empty")
+            elif src == "sidecar" and item.info.container != "text":
+                tr = find_transcript(item.path)
+                if tr is not None:
+                    if tr.text.strip():
+                        return tr.text, tr.source, tr.encoding, notes
+                    notes.append(f"{tr.source} transcript is empty")
+        return None
+
+    def _speech_seconds(self, audio: np.ndarray) -> float:
+        from faster_whisper.vad import get_speech_timestamps
+
+        if audio.size == 0 or float(np.max(np.abs(audio))) < 1e-4:
+            return 0.0
+        spans = get_speech_timestamps(audio, sampling_rate=SPEECH_SAMPLE_RATE)
+        return sum(s["end"] - s["start"] for s in spans) / SPEECH_SAMPLE_RATE
+
+    def _language(self, item: MediaItem, audio: np.ndarray | None) -> tuple[str, str]:
+        """(language, how it was chosen)."""
+        c: TranscriptConfig = self.config
+        if c.language:
+            return c.language, "config"
+        if item.extras.get("language"):
+            return str(item.extras["language"]), "labels"
+        if audio is not None and c.aligner != "pocketsphinx":
+            try:
+                if self.asr.multilingual:
+                    lang, _ = self.asr.detect_language(audio)
+                    return lang, "detected"
+            except ModelUnavailable:
+                pass
+        return "en", "assumed (English-only models)"
+
+    def _align(self, audio: np.ndarray, words: list[str], language: str) -> WordAlignment:
+        c: TranscriptConfig = self.config
+        use = c.aligner
+        if use == "auto":
+            use = "pocketsphinx" if language.split("-")[0] == "en" else "whisper"
+        first_error = None
+        if use == "pocketsphinx":
+            try:
+                return self.pocketsphinx.align(audio, words)
+            except AlignmentError as exc:
+                if c.aligner == "pocketsphinx":
+                    raise
+                first_error = f"pocketsphinx: {exc}"
+        try:
+            return WhisperAligner(self.asr, c.min_whisper_confidence).align(audio, words, language)
+        except (ModelUnavailable, AlignmentError) as exc:
+            raise AlignmentError(f"{first_error}; whisper: {exc}" if first_error else str(exc)) from None
+
+    def recognise_windows(self, path: str, language: str | None) -> tuple[Transcription, float]:
+        """Windowed recognition of a media file's streamed audio: (transcription, audio seconds).
+
+        Windows with less than `min_speech_seconds` of detected speech are skipped; the language of the first
+        recognised window (detected when not given) is used for the rest; recognition stops once more than
+        `max_words` words are found (so it was cut short exactly when it holds more than that). Times are clamped
+        to their window, so they never go back across windows.
+        """
+        c: TranscriptConfig = self.config
+        words: list[RecognizedWord] = []
+        segments: list[dict[str, Any]] = []
+        detected: tuple[str, float] | None = None
+        n_samples = 0
+        chunks = iter_audio(path, SPEECH_SAMPLE_RATE, c.asr_window_seconds)
+        for start, audio in iter_speech_windows(chunks, SPEECH_SAMPLE_RATE, c.asr_window_seconds,
+                                                c.asr_cut_search_seconds, c.asr_cut_frame_seconds):
+            n_samples += audio.size
+            if len(words) > c.max_words or self._speech_seconds(audio) < c.min_speech_seconds:
+                continue
+            end = start + audio.size / SPEECH_SAMPLE_RATE
+            try:
+                tr = self.asr.transcribe(audio, language)
+            except ModelUnavailable as exc:
+                raise ConfigError(str(exc)) from None
+            if detected is None and tr.words:
+                detected = (tr.language, tr.language_probability)
+                language = language or tr.language
+            for w in tr.words:
+                t0 = min(max(start + w.start, start), end)
+                words.append(RecognizedWord(w.word, t0, min(max(start + w.end, t0), end), w.probability))
+            segments.extend({**s, "start": min(start + s["start"], end), "end": min(start + s["end"], end)}
+                            for s in tr.segments)
+        lang, prob = detected or (language or "", 0.0)
+        tr = Transcription(words=words, text=" ".join(w.word for w in words), language=lang,
+                           language_probability=prob, segments=segments)
+        return tr, n_samples / SPEECH_SAMPLE_RATE
+
+    def _one(self, item: MediaItem) -> Features:
+        c: TranscriptConfig = self.config
+        known = self._known_text(item)
+        audio = None
+        if known is not None and item.info.has_audio:
+            audio = read_audio(item.path, SPEECH_SAMPLE_RATE)   # forced alignment needs the whole track
+        meta: dict[str, Any] = {"truncated": False}
+        if known is None:
+            if "asr" not in c.sources:
+                raise FeatureUnavailable("no transcript found (sources: " + ", ".join(c.sources) + ")")
+            if not item.info.has_audio:
+                raise FeatureUnavailable("no transcript and no audio stream to recognise")
+            tr, meta["audio_seconds"] = self.recognise_windows(
+                item.path, c.language or item.extras.get("language") or None)
+            if not tr.words:
+                raise FeatureUnavailable("no speech detected")
+            words = [w.word for w in tr.words][: c.max_words]
+            meta["truncated"] = len(tr.words) > c.max_words
+            times = np.array([[w.start, w.end] for w in tr.words[: c.max_words]], dtype=np.float64)
+            conf = np.array([w.probability for w in tr.words[: c.max_words]], dtype=np.float32)
+            meta.update(text=" ".join(words), source="asr", alignment="whisper", language=tr.language,
+                        language_probability=tr.language_probability, asr_model=c.asr_model,
+                        asr_segments=tr.segments)
+        else:
+            text, source, encoding, notes = known
+            all_words = split_words(text)
+            if not all_words:
+                raise FeatureUnavailable(f"transcript from {source} has no words")
+            words = all_words[: c.max_words]
+            meta["truncated"] = len(all_words) > c.max_words
+            language, how = self._language(item, audio)
+            meta.update(text=" ".join(words), source=source, encoding=encoding, language=language,
+                        language_from=how)
+            if notes:
+                meta["notes"] = notes
+            times = np.full((len(words), 2), np.nan, dtype=np.float64)
+            conf = np.zeros(len(words), dtype=np.float32)
+            if audio is None:
+                meta["alignment"] = "failed: no audio stream"
+            elif self._speech_seconds(audio) < c.min_speech_seconds:
+                meta["alignment"] = "failed: no speech detected in the audio"
+            else:
+                try:
+                    al = self._align(audio, words, language)
+                    times, conf = al.times, al.confidence
+                    meta["alignment"] = al.method
+                    meta["alignment_details"] = al.details
+                except AlignmentError as exc:
+                    meta["alignment"] = f"failed: {exc}"
+        meta["words"] = words
+        meta["n_words"] = len(words)
+        meta["aligned"] = not meta["alignment"].startswith("failed")
+        if audio is not None:
+            meta["audio_seconds"] = len(audio) / SPEECH_SAMPLE_RATE
+        return Features(tensors={"word_times": torch.from_numpy(np.ascontiguousarray(times)),
+                                 "word_confidence": torch.from_numpy(np.ascontiguousarray(conf))}, meta=meta)

@@ -1,0 +1,1 @@
+"""Visual extractors: face detection and tracking (face), facial-expression embeddings (fer)."""

@@ -1,0 +1,1 @@
+"""Building blocks of the zoo: masking, modalities, recurrent runs, layers, losses, translation."""
