@@ -20,14 +20,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-
 from machine import machine_info  # noqa: E402
-from models.training import train_model  # noqa: E402
-from pipeline.cache import FeatureCache  # noqa: E402
-from pipeline.system import resolve_device  # noqa: E402
-from pipeline.labels import LabelTable, read_labels  # noqa: E402
+
 from extractors.config import SentiFlowConfig  # noqa: E402
 from extractors.text_only import extract_transcript_table  # noqa: E402
+from models.training import train_model  # noqa: E402
+from pipeline.cache import FeatureCache  # noqa: E402
+from pipeline.labels import LabelTable, read_labels  # noqa: E402
+from pipeline.system import resolve_device  # noqa: E402
 
 # text-only rows of the papers (MOSI test split; ours is the valid split, so the comparison is indicative)
 ANCHORS = {

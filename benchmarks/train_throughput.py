@@ -22,12 +22,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-
 from machine import machine_info  # noqa: E402
+
 from models.base import ModelSpec, count_parameters  # noqa: E402
-from models.registry import build_model
 from models.data import PackedDataset, PackedSplit  # noqa: E402
-from models.trainer import TrainConfig, Trainer, amp_dtype, predict_split  # noqa: E402
+from models.optimization import TrainConfig  # noqa: E402
+from models.registry import build_model
+from models.trainer import Trainer, amp_dtype, predict_split
 from pipeline.system import resolve_device  # noqa: E402
 
 TABLE2 = {"text": (100, 1024), "audio": (128, 128), "visual": (64, 8)}   # modality -> (T, D)

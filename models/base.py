@@ -50,6 +50,29 @@ class ModelOutput:
     extras: dict[str, Any] = field(default_factory=dict)                     # model-specific values
 
 
+@dataclass
+class OptimStep:
+    """One parameter update of a training batch: the parameters it moves and the loss terms it minimises.
+
+    Several steps per batch give alternating updates (a discriminator step, then the generators' step); each
+    step has its own optimizer, so a step never moves parameters it does not list.
+    """
+
+    name: str
+    parameters: list[nn.Parameter]
+    terms: tuple[str, ...] | None = None     # None: the sum of every term `loss_terms` returns
+
+
+@dataclass
+class TrainingPhase:
+    """A stretch of training with its own updates, optimizers, schedule and stopping (e.g. translation first,
+    regression on the frozen encoder after). The trainer restores a phase's best weights before the next."""
+
+    name: str
+    steps: list[OptimStep]
+    monitor: str = ""    # validation value that selects this phase's best epoch ("" = train.monitor; "loss:<term>")
+
+
 class SentimentModel(nn.Module, ABC):
     """Base class: subclasses set `name`, `Config`, `modalities`, `aligned` and implement forward/loss_terms."""
 
@@ -83,7 +106,14 @@ class SentimentModel(nn.Module, ABC):
         """Named scalar losses, already weighted; their sum is what the trainer minimises ("task" is required)."""
 
     def set_epoch(self, epoch: int) -> None:
-        """Hook for models whose objective changes with training progress (phases, annealing)."""
+        """Hook for models whose objective changes with training progress (annealing); epochs count per phase."""
+
+    def training_phases(self) -> list[TrainingPhase]:
+        """The phases training runs, in order: by default one phase with one step over every trainable parameter."""
+        return [TrainingPhase("main", [OptimStep("main", [p for p in self.parameters() if p.requires_grad])])]
+
+    def set_phase(self, name: str) -> None:
+        """Hook called as training phase `name` starts (e.g. switch frozen parts to eval mode)."""
 
     def predict(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Final predictions: scores for regression, probabilities for binary/multi-label, class ids otherwise."""

@@ -42,6 +42,7 @@ CLASS_MAPPINGS = ("score", "index")
 POS_WEIGHT_MODES = ("none", "auto")
 REGRESSION_LOSSES = ("l1", "mse", "huber")   # MAE (MMSA's default), MSE (most seed papers), Huber (delta 1)
 DEFAULT_LOSS = "default"
+LOSS_MONITOR = "loss"          # train.monitor "loss" (summed validation loss) or "loss:<term>" (one term)
 
 
 class TaskKind(str, Enum):
@@ -317,11 +318,20 @@ def metric_names(task: TaskConfig) -> list[str]:
     return ["n", *per, "f1_mean", "wacc_mean", "acc_exact"]
 
 
+def is_loss_monitor(monitor: str) -> bool:
+    """True for "loss" and "loss:<term>" (a validation loss, lower is better) rather than a metric name."""
+    return monitor == LOSS_MONITOR or monitor.startswith(LOSS_MONITOR + ":")
+
+
 def resolve_monitor(task: TaskConfig, monitor: str, mode: str) -> tuple[str, str]:
-    """The (metric, mode) to select epochs by: the task's default in place of the regression default 'mae'."""
+    """The (metric, mode) to select epochs by: the task's default in place of the regression default 'mae'; a
+    validation loss ("loss", or "loss:<term>" such as "loss:task") is always minimised."""
+    if is_loss_monitor(monitor):
+        return monitor, "min"
     if task.kind != "regression" and (monitor, mode) == default_monitor("regression"):
         return default_monitor(task)
     if monitor not in metric_names(task):
         raise ConfigError(f"train.monitor {monitor!r} is not a {task.kind} metric; use one of "
-                          f"{', '.join(k for k in metric_names(task) if not k.startswith('n'))}")
+                          f"{', '.join(k for k in metric_names(task) if not k.startswith('n'))}, or loss / "
+                          "loss:<term> (a validation loss, e.g. loss:task)")
     return monitor, mode

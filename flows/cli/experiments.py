@@ -17,6 +17,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="experiment directory to create")
     p.add_argument("--config", help="feature config YAML (the one the cache was built with)")
     p.add_argument("--options", help="YAML with sections model:, train:, data:, task: (e.g. train: {epochs: 20})")
+    p.add_argument("--recipe", help="the model's training recipe, e.g. paper:mosi, under every member run")
     p.add_argument("--epochs", type=int, help="shortcut for train.epochs")
     p.add_argument("--seeds", default=None, help="comma list of training seeds")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
@@ -53,15 +54,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    from flows.cli.train import _options
+    from flows.cli.train import _options, parse_seeds
+    from models.recipes import apply_recipe
 
-    options = _options(args.options)
+    options = apply_recipe(_model(args), args.recipe, _options(args.options))
     if args.epochs is not None:
         options.setdefault("train", {})["epochs"] = args.epochs
-    try:
-        seeds = [int(s) for s in (args.seeds or args.seeds_default).split(",") if s.strip()]
-    except ValueError:
-        raise ConfigError(f"--seeds must be a comma list of integers, got {args.seeds!r}") from None
+    seeds = parse_seeds(args.seeds or args.seeds_default)
     return {"seeds": seeds, "options": options, "config_path": args.config, "device": args.device,
             "media_root": args.media_root, "progress": True, "extract_missing": args.extract}
 

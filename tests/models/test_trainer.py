@@ -11,8 +11,9 @@ from safetensors.torch import load_file
 from models.base import ModelSpec
 from models.checkpoint import CheckpointError, load_training_state, load_weights, save_training_state, save_weights
 from models.data import PackedDataset, PackedSplit
+from models.optimization import TrainConfig
 from models.registry import build_model
-from models.trainer import TrainConfig, Trainer
+from models.trainer import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -63,10 +64,10 @@ def test_weights_and_training_state_round_trip_bit_exactly(tmp_path):
     for (k, a), (_, b) in zip(model.state_dict().items(), other.state_dict().items()):
         assert torch.equal(a, b), k
     # optimizer state (exp_avg, exp_avg_sq, step) survives the safetensors + JSON split exactly
-    save_training_state(tmp_path / "ck", model, trainer.optimizer, trainer.scheduler, trainer.scaler, {"epoch": 2})
+    save_training_state(tmp_path / "ck", model, trainer.optimizers, trainer.schedules, trainer.scaler, {"epoch": 2})
     opt2 = torch.optim.AdamW(other.parameters(), lr=1.0)
-    sched2 = torch.optim.lr_scheduler.CosineAnnealingLR(opt2, T_max=5)
-    state = load_training_state(tmp_path / "ck", other, opt2, sched2, None, "cpu")
+    sched2 = torch.optim.lr_scheduler.LambdaLR(opt2, lambda step: 1.0)
+    state = load_training_state(tmp_path / "ck", other, lambda saved: ({"main": opt2}, {"main": sched2}), None, "cpu")
     assert state == {"epoch": 2}
     s1, s2 = trainer.optimizer.state_dict(), opt2.state_dict()
     assert json.loads(json.dumps(s1["param_groups"])) == json.loads(json.dumps(s2["param_groups"]))
@@ -85,7 +86,7 @@ def test_weights_that_do_not_match_the_model_are_refused(tmp_path):
     with pytest.raises(CheckpointError, match="does not match the model"):
         load_weights(other, tmp_path / "w.safetensors")
     with pytest.raises(CheckpointError, match="no complete checkpoint"):
-        load_training_state(tmp_path / "nothing", model, torch.optim.AdamW(model.parameters()), None, None, "cpu")
+        load_training_state(tmp_path / "nothing", model, lambda saved: ({}, {}), None, "cpu")
 
 
 def _curve(run_dir, stop_after=None, resume=False):

@@ -155,7 +155,8 @@ def test_bad_configs_and_missing_inputs_are_named():
 def test_trainer_runs_both_phases(tmp_path):
     """Through the shared Trainer: translation-only epochs, then regression epochs that lower the train MAE."""
     from models.data import PackedDataset, PackedSplit
-    from models.trainer import TrainConfig, Trainer
+    from models.optimization import TrainConfig
+    from models.trainer import Trainer
 
     torch.manual_seed(0)
     splits = {}

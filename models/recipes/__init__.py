@@ -1,0 +1,73 @@
+"""Training recipes as data: one YAML file per model (`models/recipes/<model>.yaml`), one entry per recipe.
+
+A recipe holds training options in the sections `sentiflow train --options` takes (model, train, data, task)
+plus `source` (where in the paper the numbers come from). `sentiflow train --model vae_amdt --recipe paper:mosi`
+trains with them; options given besides the recipe override it key by key. A recipe may also be the path of a
+YAML file holding such sections.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.config import ConfigError
+
+RECIPES_DIR = Path(__file__).resolve().parent
+SECTIONS = ("model", "train", "data", "task")
+
+
+def _recipes_of(model: str) -> dict[str, Any]:
+    path = RECIPES_DIR / f"{model}.yaml"
+    if not path.is_file():
+        return {}
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must map recipe names to option sections")
+    return data
+
+
+def recipe_names(model: str) -> list[str]:
+    """The recipes that ship for `model` (e.g. paper:mosi, paper:mosei)."""
+    return sorted(_recipes_of(model))
+
+
+def load_recipe(model: str, recipe: str) -> dict[str, Any]:
+    """The option sections of recipe `recipe` of `model` (a shipped name, or a YAML file's path), and its source."""
+    shipped = _recipes_of(model)
+    if recipe in shipped:
+        data, where = shipped[recipe], f"{model}.yaml: {recipe}"
+    elif Path(recipe).suffix in (".yaml", ".yml") and Path(recipe).is_file():
+        data, where = yaml.safe_load(Path(recipe).read_text(encoding="utf-8")) or {}, recipe
+    else:
+        known = ", ".join(recipe_names(model)) or "none ship for it"
+        raise ConfigError(f"unknown recipe {recipe!r} for model {model}; known: {known} (or a YAML file's path)")
+    if not isinstance(data, dict):
+        raise ConfigError(f"recipe {where} must be a mapping of sections {', '.join(SECTIONS)}")
+    unknown = sorted(set(data) - set(SECTIONS) - {"source"})
+    if unknown:
+        raise ConfigError(f"recipe {where}: unknown section(s) {', '.join(unknown)}; sections: {', '.join(SECTIONS)}")
+    return data
+
+
+def apply_recipe(model: str, recipe: str | None, options: dict[str, Any] | None) -> dict[str, Any]:
+    """Training options: the recipe's sections with `options` laid over them key by key (options win)."""
+    options = dict(options or {})
+    if not recipe:
+        return options
+    merged = {k: v for k, v in load_recipe(model, recipe).items() if k != "source"}
+    for section, values in options.items():
+        if isinstance(values, dict) and isinstance(merged.get(section), dict):
+            merged[section] = _merge(merged[section], values)
+        else:
+            merged[section] = values
+    return merged
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
