@@ -81,6 +81,7 @@ class SentimentModel(nn.Module, ABC):
     modalities: ClassVar[tuple[str, ...]] = MODALITIES   # the modalities it can use
     aligned: ClassVar[bool] = False          # True: needs word-aligned features ("aligned_*" keys)
     ablatable: ClassVar[tuple[str, ...]] = ()  # components that `config` can switch off for ablations
+    ablations: ClassVar[dict[str, dict[str, Any]]] = {}   # the paper's ablation rows: row label -> config overrides
     uses_token_ids: ClassVar[bool] = False   # True: reads "text_ids"/"text_attention_mask"/"text_word_index"
 
     def __init__(self, config: ConfigBase, spec: ModelSpec) -> None:
