@@ -17,6 +17,7 @@ EXTRACTORS: Registry[Extractor] = Registry("extractor", {
     "logmel": "extractors.audio.logmel:LogMelExtractor",
     "acoustic": "extractors.audio.acoustic:AcousticExtractor",
     "tonal": "extractors.audio.tonal:TonalExtractor",
+    "opensmile": "extractors.audio.opensmile:OpenSmileExtractor",
     "face": "extractors.visual.face:FaceExtractor",
     "fer": "extractors.visual.fer:FerExtractor",
     "transcript": "extractors.text.transcript:TranscriptExtractor",
