@@ -23,6 +23,9 @@ EXTRACTORS: Registry[Extractor] = Registry("extractor", {
     "transcript": "extractors.text.transcript:TranscriptExtractor",
     "text": "extractors.text.encoder:TextEncoderExtractor",
     "aligned": "extractors.aligned:WordAlignedExtractor",
+    "imported_text": "extractors.imported:ImportedText",      # filled by `sentiflow import`, keyed by row id
+    "imported_audio": "extractors.imported:ImportedAudio",
+    "imported_visual": "extractors.imported:ImportedVisual",
 })
 
 
