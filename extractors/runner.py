@@ -53,8 +53,8 @@ class ExtractionRunner:
         names = list(only) if only else list(config.extraction.extractors)
         for n in names:
             if get_extractor_class(n).keyed_by == "segment":  # fail fast on an unknown or import-only name
-                raise ConfigError(f"extractor {n!r} holds features imported with `sentiflow import`; they cannot "
-                                  "be extracted from media (drop it from the extractors to run)")
+                raise ConfigError(f"extractor {n!r} holds features imported with `sentiflow import`: they cannot "
+                                  "be extracted from media (import the clips' features, or use extractors of media)")
         built: dict[str, Extractor] = {}
 
         def deps_of(n: str) -> tuple[str, ...]:

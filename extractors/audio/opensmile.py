@@ -37,7 +37,7 @@ class OpenSmileConfig(ConfigBase):
     feature_set: str = "eGeMAPSv02"
     seq_len: int = 128            # fixed length of the LLD sequence (T_a), 100 LLD frames per second
     fit: str = "pool"
-    threads: int = 2              # clips of a batch processed at once
+    threads: int = 1              # clips of a batch processed at once (threads: openSMILE releases the GIL)
     loglevel: int = 0             # openSMILE's own log level (0: quiet)
 
 
