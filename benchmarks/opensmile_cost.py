@@ -72,7 +72,8 @@ def main() -> None:
              "cores)" if max(load_before, load_after) > 1.5 else "", "",
              f"Input: {len(items)} clips with audio from {', '.join(str(f) for f in folders if f.is_dir())}, "
              f"{media:.1f} s of media; batches of {BATCH}, CPU.", "",
-             "| extractor | wall s | x real time | share of the three default audio extractors |", "|---|---:|---:|---:|"]
+             "| extractor | wall s | x real time | share of the three default audio extractors |",
+             "|---|---:|---:|---:|"]
     for name, s in rows:
         lines.append(f"| {name} | {s:.2f} | {media / s:.1f} | {100 * s / default_total:.0f} % |")
     lines += ["", f"The three default audio extractors together: {default_total:.2f} s "

@@ -121,7 +121,8 @@ class OpenSmileExtractor(Extractor):
         tensors = sequence_features(torch.nan_to_num(seq, nan=0.0, posinf=0.0, neginf=0.0), times, c.seq_len, c.fit)
         tensors["functionals"] = torch.nan_to_num(functionals, nan=0.0, posinf=0.0, neginf=0.0)
         return Features(tensors=tensors, meta={
-            "rate_hz": 100.0, "frame_seconds": frame_seconds, "dim": seq.shape[1], "feature_set": c.feature_set, "feature_names": names,
+            "rate_hz": 100.0, "frame_seconds": frame_seconds, "dim": seq.shape[1], "feature_set": c.feature_set,
+            "feature_names": names,
             "functional_names": func_names, "non_finite_values_zeroed": bad})
 
     def extract(self, batch: Sequence[MediaItem]) -> list[Features | Exception]:

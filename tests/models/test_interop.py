@@ -194,8 +194,9 @@ def test_mmsa_import_then_export_equals_the_file_and_reimports_equal(tmp_path):
     summaries = import_mmsa(src, cache, labels_out=tmp_path / "labels.csv")
     assert [(s.modality, s.counts["done"], s.aligned) for s in summaries] == [
         ("text", 5, False), ("audio", 5, False), ("visual", 5, False)]
+    first_label = splits["train"]["regression_labels"][0]
     assert (tmp_path / "labels.csv").read_text().splitlines()[:2] == [
-        "video_id,clip_id,text,label,mode", f"vidA,1,clip vidA$_$1 says something,{splits['train']['regression_labels'][0]},train"]
+        "video_id,clip_id,text,label,mode", f"vidA,1,clip vidA$_$1 says something,{first_label},train"]
     config, data = _configs(cache)
     assert config.extraction.options["imported_audio"]["seq_len"] == 9
     ds = build_dataset(config, FeatureCache(cache), read_labels(tmp_path / "labels.csv"), data)

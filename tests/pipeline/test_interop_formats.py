@@ -80,10 +80,10 @@ def test_mmsa_layout_is_checked_and_samples_keep_their_valid_rows(tmp_path):
     bad["train"]["audio_lengths"][1] = 40
     s = [x for x in iter_samples(load_mmsa(write_mmsa_pickle(tmp_path / "b.pkl", bad))) if x.id == "vidA_2"][0]
     assert s.problems == {"audio": "audio length 40 is outside 0..9"} and "visual" in s.features
+    shape_error = r"train.audio must be a numeric array \(N=1, T, D\), got \(2, 3\)"
     for broken, message in (([1, 2], "expected a dict with train/valid/test splits, found list"),
                             ({"train": {"audio": np.zeros((2, 3, 4))}}, "split 'train' is not a dict with an 'id'"),
-                            ({"train": {"id": ["a"], "audio": np.zeros((2, 3))}}, r"train.audio must be a numeric "
-                                                                                  r"array \(N=1, T, D\), got \(2, 3\)")):
+                            ({"train": {"id": ["a"], "audio": np.zeros((2, 3))}}, shape_error)):
         with pytest.raises(InteropError, match=message):
             load_mmsa(write_mmsa_pickle(tmp_path / "x.pkl", broken) if isinstance(broken, dict) else
                       _dump(tmp_path / "x.pkl", broken))

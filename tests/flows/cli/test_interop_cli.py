@@ -85,3 +85,25 @@ def test_import_errors_are_one_line_and_bad_files_fail_the_command(tmp_path, cap
     out = capsys.readouterr().out
     assert "0 imported" in out and "1 failed" in out and "not numbers" in out
     assert not (tmp_path / "cache" / IMPORTS_DIR / FEATURES_FILE).exists()
+
+
+def test_cache_ls_dataset_lists_rows_lacking_extracted_features(tmp_path, capsys):
+    from extractors.config import SentiFlowConfig
+    from extractors.runner import ExtractionRunner
+    from pipeline.cache import FeatureCache
+    from tests.helpers.paths import SAMPLES
+
+    labels = SAMPLES / "labels.csv"
+    if not labels.is_file():
+        pytest.skip("sample_videos/labels.csv is not there")
+    config = SentiFlowConfig.from_dict({"extraction": {"isolate": False}})
+    ExtractionRunner(config, FeatureCache(tmp_path / "cache"), only=["opensmile"]).run(
+        [str(SAMPLES / "astro_front" / "01.mp4")], progress=False)
+    opts = tmp_path / "opts.yaml"
+    opts.write_text(yaml.safe_dump({"data": {"modalities": ["audio"],
+                                             "sources": {"audio": {"extractor": "opensmile"}}}}))
+    assert main(["cache", "ls", str(tmp_path / "cache"), "--dataset", str(labels), "--options", str(opts)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "astro_mirror_01: lacks audio (no cached 'opensmile' features (not extracted))" in out
+    assert not any(line.startswith("astro_front_01") for line in out)
+    assert out[-1] == "10 rows (audio <- opensmile): audio 1/10"
