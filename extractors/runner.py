@@ -52,7 +52,9 @@ class ExtractionRunner:
         self.device = torch.device(device)
         names = list(only) if only else list(config.extraction.extractors)
         for n in names:
-            get_extractor_class(n)  # fail fast on an unknown name
+            if get_extractor_class(n).keyed_by == "segment":  # fail fast on an unknown or import-only name
+                raise ConfigError(f"extractor {n!r} holds features imported with `sentiflow import`: they cannot "
+                                  "be extracted from media (import the clips' features, or use extractors of media)")
         built: dict[str, Extractor] = {}
 
         def deps_of(n: str) -> tuple[str, ...]:

@@ -22,8 +22,8 @@ from extractors.config import SentiFlowConfig
 from extractors.keys import FeatureLookup, media_item_for_row
 from extractors.registry import EXTRACTORS
 from models.tasks import LABEL_COLUMN, TaskConfig, label_values, task_from, task_targets
-from pipeline.cache import CacheError, FeatureCache
-from pipeline.config import ConfigBase, ConfigError
+from pipeline.cache import CacheEntry, CacheError, FeatureCache
+from pipeline.config import ConfigBase, ConfigError, read_yaml_mapping
 from pipeline.labels import KNOWN_COLUMNS, LabelRow, LabelTable
 from pipeline.media import MediaError
 from pipeline.modalities import MODALITIES
@@ -206,11 +206,9 @@ def read_sample_features(lookup: FeatureLookup, media_hash: str, data: DataConfi
     for m in data.modalities:
         src = data.source(m)
         entry = lookup.entry(src.extractor, media_hash, item)
-        if entry is None:
-            absent[m] = f"no cached '{src.extractor}' features (not extracted)"
-            continue
-        if entry.status != "ok":
-            absent[m] = f"'{src.extractor}': {entry.meta.get('reason', 'missing in the source')}"
+        why = absent_reason(lookup, src.extractor, entry)
+        if why is not None:
+            absent[m] = why
             continue
         try:
             tensors = entry.load()
@@ -230,6 +228,41 @@ def read_sample_features(lookup: FeatureLookup, media_hash: str, data: DataConfi
         mask = mask.float().reshape(-1) if mask is not None and mask.numel() == x.shape[0] else torch.ones(x.shape[0])
         feats[m] = (x, mask)
     return feats, absent
+
+
+def read_data_config(options_path: str | Path | None) -> DataConfig:
+    """The `data:` section of a training options YAML (the defaults without one)."""
+    opts = read_yaml_mapping(options_path, "options file", "model:, train:, data:") if options_path else {}
+    return DataConfig.from_dict(opts.get("data") or {}, where="data")
+
+
+def absent_reason(lookup: FeatureLookup, extractor: str, entry: CacheEntry | None) -> str | None:
+    """Why `extractor`'s entry gives a row no features (never extracted or imported, missing in the source), or None."""
+    if entry is None:
+        how = "imported" if lookup.extractor(extractor).keyed_by == "segment" else "extracted"
+        return f"no cached '{extractor}' features (not {how})"
+    if entry.status != "ok":
+        return f"'{extractor}': {entry.meta.get('reason', 'missing in the source')}"
+    return None
+
+
+def modality_coverage(config: SentiFlowConfig, cache: FeatureCache, rows: Iterable[LabelRow], data: DataConfig
+                      ) -> list[tuple[str, dict[str, str]]]:
+    """Per label row: each configured modality's state, "ok" or why it is absent (entries looked up, not loaded),
+    whatever filled the cache (extraction or import)."""
+    data.validate()
+    lookup = FeatureLookup(config, cache)
+    out: list[tuple[str, dict[str, str]]] = []
+    for row in rows:
+        try:
+            item = media_item_for_row(row)
+        except (OSError, MediaError) as exc:
+            out.append((row.id, {m: f"media unreadable: {exc}" for m in data.modalities}))
+            continue
+        out.append((row.id, {m: absent_reason(lookup, data.source(m).extractor,
+                                              lookup.entry(data.source(m).extractor, item.media_hash, item)) or "ok"
+                             for m in data.modalities}))
+    return out
 
 
 def usable_modalities(data: DataConfig, require: bool = False) -> list[str]:
@@ -277,8 +310,6 @@ def build_dataset(config: SentiFlowConfig, cache: FeatureCache, labels: LabelTab
         iterator = tqdm(rows, desc="dataset", unit="row")
     for row in iterator:
         try:
-            if not (row.path or row.text):
-                raise ValueError(f"row {row.id}: has neither a media file nor a transcript")
             try:
                 value = label_values(task, row.label, getattr(row, "targets", {}))
             except KeyError as exc:
@@ -289,8 +320,10 @@ def build_dataset(config: SentiFlowConfig, cache: FeatureCache, labels: LabelTab
             continue
         feats, absent = read_sample_features(lookup, item.media_hash, data, item)
         if not feats:
-            skipped.append({"id": row.id, "reason": "no usable features: " + "; ".join(
-                f"{m}: {why}" for m, why in absent.items())})
+            why = "no usable features: " + "; ".join(f"{m}: {why}" for m, why in absent.items())
+            if item.info.container == "none":   # neither media nor transcript: only imported features could serve
+                why = f"row {row.id}: has neither a media file nor a transcript, and {why}"
+            skipped.append({"id": row.id, "reason": why})
             continue
         tokens = read_token_features(lookup, item.media_hash, data, item) if data.token_inputs else {}
         samples.append(_Sample(row.id, value, row.mode, feats, sorted(absent), tokens))

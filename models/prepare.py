@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from extractors.config import SentiFlowConfig
+from extractors.registry import EXTRACTORS
 from extractors.runner import ExtractionRunner
 from extractors.text_only import extract_transcript_table
 from models.data import DataConfig, usable_modalities
@@ -23,7 +24,8 @@ def label_table(labels: str | Path | LabelTable, media_root: str | Path | None) 
 def extract_for_rows(table: LabelTable, config: SentiFlowConfig, cache: FeatureCache, data: DataConfig,
                      device: torch.device, progress: bool = False) -> dict[str, Any]:
     """Extract the features `data` needs for every row that lacks them (media rows and transcript-only rows)."""
-    names = sorted({data.source(m).extractor for m in usable_modalities(data)})
+    names = sorted({data.source(m).extractor for m in usable_modalities(data)
+                    if EXTRACTORS.get(data.source(m).extractor).keyed_by != "segment"})   # imports are not extracted
     report: dict[str, Any] = {}
     media_rows = [r for r in table if r.path]
     if media_rows and names:
@@ -34,7 +36,7 @@ def extract_for_rows(table: LabelTable, config: SentiFlowConfig, cache: FeatureC
                            "failed": summary.count("failed")}
     text_rows = [r for r in table if not r.path and r.text]
     text_ex = data.source("text").extractor
-    if text_rows and not data.aligned and "text" in usable_modalities(data) and text_ex:
+    if text_rows and not data.aligned and "text" in usable_modalities(data) and text_ex in names:
         s = extract_transcript_table(LabelTable(text_rows, table.source), cache, config, device=device,
                                      progress=progress, extractor_name=text_ex)
         report["transcripts"] = s.line()

@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "flows.cli.train",
     "flows.cli.report",
     "flows.cli.experiments",
+    "flows.cli.interop",
 ]
 
 

@@ -7,10 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
 
 from models.registry import DEFAULT_MODEL
-from pipeline.config import ConfigError
+from pipeline.config import ConfigError, read_yaml_mapping
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -99,15 +98,7 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def _options(path: str | None) -> dict:
-    if not path:
-        return {}
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"options file not found: {p}")
-    data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p} must hold a mapping with sections model:, train:, data:")
-    return data
+    return read_yaml_mapping(path, "options file", "model:, train:, data:") if path else {}
 
 
 def run_train(args: argparse.Namespace) -> int:
