@@ -3,7 +3,6 @@ sequential phases with frozen parts, and recipes as data."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import pytest
