@@ -36,8 +36,8 @@ def _good_real_clips(folder: Path) -> list[str]:
     sources = [SHARED_CLIPS / n for n in REAL_CLIPS if (SHARED_CLIPS / n).is_file()] or \
         [p for p in (FACE, ROOT / "sample_videos" / "astro_mirror" / "01.mp4") if p.is_file()]
     for src in sources:
-        shutil.copyfile(src, folder / src.name)
-    return [f"real/{src.name}" for src in sources]
+        shutil.copyfile(src, folder / f"{src.parent.name}_{src.name}")
+    return [f"real/{src.parent.name}_{src.name}" for src in sources]
 
 
 def _spoil_cache(cache: FeatureCache, clip: Path) -> dict[str, str]:
