@@ -82,7 +82,8 @@ def media_item_for_row(row: LabelRow) -> MediaItem:
     if row.text:
         extras["transcript"] = row.text        # as models.training passes it to the runner
     if row.path:
-        return MediaItem(path=row.path, media_hash=hash_file(row.path), info=probe(row.path), extras=extras,
+        return MediaItem(path=row.path, media_hash=hash_file(row.path), info=probe(row.path, scan_packets=False),
+                         extras=extras,
                          segment_id=row.id)
     if row.text:
         info = MediaInfo(path="", size_bytes=len(row.text.encode("utf-8")), duration=0.0, container="text",

@@ -64,6 +64,11 @@ def load_weights(model: torch.nn.Module, path: str | Path, device: str | torch.d
     if not path.is_file():
         raise CheckpointError(f"weights file not found: {path}")
     state = read_safetensors(path, device)
+    broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:
+        raise CheckpointError(f"{path} holds weights that are not finite numbers (NaN or inf) in "
+                              f"{', '.join(broken[:3])}{' ...' if len(broken) > 3 else ''}; the model is damaged "
+                              "(or training diverged): train it again")
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise CheckpointError(f"{path} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
+from pipeline.files import printable
+
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register `cache ls`, `cache verify` and `cache gc`."""
@@ -43,7 +45,7 @@ def run_ls(args: argparse.Namespace) -> int:
         return run_ls_dataset(args, cache)
     if args.failures:
         for f in cache.failures():
-            print(f"{f.get('extractor') or '-':<10} {f.get('path')}: {f.get('reason')}")
+            print(f"{f.get('extractor') or '-':<10} {printable(f.get('path'))}: {printable(f.get('reason'))}")
         return 0
     counts: Counter[str] = Counter()
     for e in cache.entries():
@@ -54,7 +56,8 @@ def run_ls(args: argparse.Namespace) -> int:
         shapes = ", ".join(f"{k}{tuple(v['shape'])}" for k, v in e.meta.get("tensors", {}).items()
                            if k in ("fixed", "sequence", "embeddings"))
         note = e.meta.get("reason", shapes)
-        print(f"{e.key[:12]}  {name:<10} {e.status:<8} {_short(e.meta.get('source', ''))}  {note}")
+        print(f"{e.key[:12]}  {name:<10} {e.status:<8} {_short(printable(e.meta.get('source', '')))}  "
+              f"{printable(note)}")
     print("totals: " + (", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "empty"))
     return 0
 

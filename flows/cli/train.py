@@ -10,6 +10,7 @@ from pathlib import Path
 
 from models.registry import DEFAULT_MODEL
 from pipeline.config import ConfigError, read_yaml_mapping
+from pipeline.files import printable
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -167,7 +168,10 @@ def run_score(args: argparse.Namespace) -> int:
     cache = args.cache or str(Path(args.model) / "score_cache")
     frame = score_media(args.paths, args.model, cache, out_file=args.out, device=args.device, progress=True)
     cols = ["id", "score", "polarity", "status", "present_text", "present_audio", "present_visual", "reason"]
-    print(frame[cols].to_string(index=False, max_colwidth=60))
+    shown = frame[cols].copy()
+    for c in ("id", "reason"):
+        shown[c] = shown[c].map(printable)
+    print(shown.to_string(index=False, max_colwidth=60))
     if args.out:
         print(f"written: {args.out}")
     if not (frame["status"] == "scored").any():
