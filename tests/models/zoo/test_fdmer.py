@@ -109,14 +109,13 @@ def test_the_fidelity_table_prints_the_exact_parameter_counts() -> None:
         row = f"| {label} | {dims['text']}, {dims['audio']}, {dims['visual']} | {count:,} |"
         assert row in doc, f"{FIDELITY.name} lacks the row {row}"
     model = build_model("fdmer", spec_of(PAPER_GLOVE, WORDS))
-    parts = {"transformer encoders + FC to d_k (Eq. 1)": model.encoders, "common encoder I (Eq. 2)": model.common,
-             "private encoders S_t, S_a, S_v (Eq. 3)": model.private,
+    parts = {"transformer encoders + FC to d_k (Eq. 1)": [model.encoders],
+             "common encoder I (Eq. 2)": [model.common], "private encoders S_t, S_a, S_v (Eq. 3)": [model.private],
              "discriminator F and W_D (Eq. 8)": [model.discriminator_fc, model.discriminator_weight],
-             "CMAF phases 1 and 2 (Eqs. 12-17)": model.fusion, "prediction head": model.head}
+             "CMAF phases 1 and 2 (Eqs. 12-17)": [model.fusion], "prediction head": [model.head]}
     total = 0
     for label, part in parts.items():
-        n = sum(p.numel() for p in part.parameters()) if isinstance(part, torch.nn.Module) else \
-            part[0].weight.numel() + part[0].bias.numel() + part[1].numel()
+        n = sum(p.numel() for x in part for p in (x.parameters() if isinstance(x, torch.nn.Module) else [x]))
         total += n
         assert f"| {label} | {n:,} |" in doc, label
     assert total == count_parameters(model)
