@@ -131,7 +131,6 @@ def tiny_cache(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("name, model_options", [
     ("mult", "{dim: 8, heads: 2, layers: 1, memory_layers: 1}"),
-    ("fdmer", "{d_k: 16, encoder_layers: {text: 1, audio: 1, visual: 1}, encoder_heads: 2, fusion_heads: 2}"),
 ])
 def test_trains_from_the_cache_through_the_cli(tiny_cache, tmp_path, name, model_options):
     opts = tmp_path / "opts.yaml"
