@@ -105,7 +105,7 @@ class MCTN(SentimentModel):
                 x_u = aligned_input(batch, cfg.hierarchical_target, self.name)
                 x_u_hat, _ = self.decode_third(states, mask, final2, steps, x_u, tf)
                 extras.update(translation2=x_u_hat, translation2_target=x_u)
-        prediction, summary = self.regressor(states, mask)
+        prediction, summary, _ = self.regressor(states, mask)
         return ModelOutput(prediction, {"fused": summary, "encoder_states": states}, extras)
 
     def loss_terms(self, batch: dict[str, torch.Tensor], output: ModelOutput) -> dict[str, torch.Tensor]:
