@@ -15,7 +15,8 @@ phase's parameters, so frozen levels do not change.
 
 The five translation variants of Sec. 5.3 are configurations of this one class (source / target /
 hierarchical_target, each a list of modalities concatenated feature-wise per word step), registered with their
-defaults under their own names, and every row of Tables 2 and 3 is a named ablation row (`sentiflow ablate`):
+defaults under their own names, and every row of Tables 2 and 3 is a named ablation row (`sentiflow ablate`,
+labelled in Sec. 5.3's notation, e.g. "embed(T+A) -> V", "concat(T+V) -> A": no commas, so --components takes them):
   seq2seq              X -> Y                       T -> A            (Table 2, bimodal)
   seq2seq_hier         embed(X, Y) -> Z             embed(T, A) -> V  (Table 3, Alg. 2)
   seq2seq_concat       concat(X, Y) -> Z            concat(T, A) -> V
@@ -66,9 +67,9 @@ def _modalities(code: str) -> list[str]:
 def _row(source: str, target: str, hierarchical: str = "") -> tuple[str, dict[str, Any]]:
     """A row of Tables 2-3 as (the paper's label, config overrides)."""
     def side(code: str) -> str:
-        return code if len(code) == 1 else f"concat({', '.join(code)})"
+        return code if len(code) == 1 else f"concat({'+'.join(code)})"
 
-    label = f"embed({source[0]}, {target}) -> {hierarchical}" if hierarchical else f"{side(source)} -> {side(target)}"
+    label = f"embed({source}+{target}) -> {hierarchical}" if hierarchical else f"{side(source)} -> {side(target)}"
     return label, {"source": _modalities(source), "target": _modalities(target),
                    "hierarchical_target": _modalities(hierarchical)}
 

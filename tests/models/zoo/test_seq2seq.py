@@ -72,11 +72,11 @@ def test_the_five_variants_of_section_5_3_are_registered():
 def test_tables_2_and_3_rows_are_named_ablations():
     assert len(PAPER_ROWS) == 6 + 13                       # Table 2's Seq2Seq rows and Table 3's
     assert PAPER_ROWS["T -> V"] == {"source": ["text"], "target": ["visual"], "hierarchical_target": []}
-    assert PAPER_ROWS["embed(V, A) -> T"] == {"source": ["visual"], "target": ["audio"],
+    assert PAPER_ROWS["embed(V+A) -> T"] == {"source": ["visual"], "target": ["audio"],
                                               "hierarchical_target": ["text"]}
-    assert PAPER_ROWS["concat(A, T) -> V"]["source"] == ["audio", "text"]      # the paper's concatenation order
-    assert PAPER_ROWS["concat(T, V) -> concat(T, A)"]["target"] == ["text", "audio"]
-    assert PAPER_ROWS["A -> concat(T, V)"]["target"] == ["text", "visual"]
+    assert PAPER_ROWS["concat(A+T) -> V"]["source"] == ["audio", "text"]      # the paper's concatenation order
+    assert PAPER_ROWS["concat(T+V) -> concat(T+A)"]["target"] == ["text", "audio"]
+    assert PAPER_ROWS["A -> concat(T+V)"]["target"] == ["text", "visual"]
     cls = MODELS.get("seq2seq")
     for label, overrides in PAPER_ROWS.items():
         assert cls.ablations[label] == overrides
