@@ -198,6 +198,7 @@ def test_recipes_set_the_paper_variants():
     assert load_recipe("mctn", "paper:moseas-trimodal")["task"] == {"loss": "l1"}
 
 
+@pytest.mark.slow
 def test_overfits_sixteen_random_samples():
     torch.manual_seed(0)
     model = build_model("mctn", SMALL, {"hidden_size": 24, "regressor_hidden": 24, "dropout": 0.0}).train()
