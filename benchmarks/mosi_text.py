@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -34,14 +35,23 @@ ANCHORS = {
     "VAE-AMDT Table 8, text only": {"mae": 0.990, "acc2": 0.838},
     "hybrid-modal Table IV, only T (fine-tuned BERT-base)": {"mae": 0.782, "acc2": 0.843},
 }
+# Seq2Seq2Sentiment Table 1, UniModal-Baseline Text (T): (binary Prec, Rec, F1), (7-class Prec, Rec, F1)
+TABLE_ANCHORS = {"Seq2Seq2Sentiment Table 1, baseline LSTM, text (T)": ((0.77, 0.76, 0.76), (0.32, 0.35, 0.33))}
 
-# text-only models run by default: (run name, model, model options)
+# A text-only table has no word timings, so a word-aligned model reads the token sequence as its "words"
+# (the packaged encoder's 100 token embeddings and their mask in place of the `aligned` extractor's text).
+TOKENS_AS_WORDS = {"aligned_sources": {"text": {"extractor": "text", "tensor": "fixed", "mask": "mask"}}}
+
+# text-only models run by default: (run name, model, model options[, recipe, other option sections]); a run with
+# a recipe trains with it (its epochs unless --epochs is given)
 MODELS = [
     ("unimodal_pool", "unimodal", {"encoder": "pool", "hidden": 128}),
     ("unimodal_lstm", "unimodal", {"encoder": "lstm", "hidden": 128}),
     ("ef_lstm_text", "ef_lstm", {"hidden": 64, "steps": 50}),
     ("vae_amdt_text", "vae_amdt", {}),
+    ("word_lstm_paper", "word_lstm", {}, "paper:mosi", {"data": TOKENS_AS_WORDS}),   # Seq2Seq2Sentiment Table 1, T
 ]
+DEFAULT_EPOCHS = 40
 
 
 def load_mosi(data: Path) -> LabelTable:
@@ -61,7 +71,8 @@ def main() -> int:
     ap.add_argument("--work", default=str(ROOT / "runs" / "mosi_text"), help="cache and run directories")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--models", nargs="+", default=[m[0] for m in MODELS], help="subset of the run names")
-    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--epochs", type=int, default=None,
+                    help=f"epochs per run (default: {DEFAULT_EPOCHS}, or the recipe's for a run with a recipe)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--report", help="write a Markdown report here")
@@ -80,23 +91,27 @@ def main() -> int:
     extract_s = time.perf_counter() - t0
     print(f"text features: {s.line()} ({extract_s:.1f} s)")
     results = []
-    for run_name, model, opts in MODELS:
+    load_before = os.getloadavg()
+    for run_name, model, opts, *more in MODELS:
         if run_name not in args.models:
             continue
+        recipe, sections = (more + [None, {}])[:2]
         run_dir = work / "runs" / f"{run_name}_{device.type}"
-        options = {"model": opts, "train": {"epochs": args.epochs, "seed": args.seed}}
+        epochs = args.epochs or (None if recipe else DEFAULT_EPOCHS)
+        options = {**sections, "model": opts, "train": {"seed": args.seed, **({"epochs": epochs} if epochs else {})}}
         t0 = time.perf_counter()
         train_model(work / "cache", table, model, run_dir, device=str(device), modalities=["text"], options=options,
-                    progress=True)
+                    recipe=recipe, progress=True)
         wall = time.perf_counter() - t0
         summary = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
         v = summary["metrics"]["valid"]
-        results.append({"run": run_name, "model": model, "options": opts, "run_dir": str(run_dir),
+        results.append({"run": run_name, "model": model, "options": opts, "recipe": recipe, "run_dir": str(run_dir),
                         "parameters": summary["parameters"], "best_epoch": summary["best_epoch"],
                         "epochs_run": summary["epochs_run"], "epoch_s": summary["epoch_seconds_median"],
                         "wall_s": wall, "valid": v})
         print(f"{run_name}: valid MAE {v['mae']:.3f} Corr {v['corr']:.3f} Acc-2 {100 * v['acc2_non0']:.1f}/"
               f"{100 * v['acc2_has0']:.1f} Acc-7 {100 * v['acc7']:.1f}; epoch {summary['epoch_seconds_median']:.2f} s")
+    info["load average (1 min) before / after training"] = f"{load_before[0]:.1f} / {os.getloadavg()[0]:.1f}"
     report = render(results, info, device, extract_s, s.line(), args, work)
     print(report)
     if args.report:
@@ -113,23 +128,35 @@ def render(results: list[dict], info: dict, device: torch.device, extract_s: flo
     """Markdown report: machine, table vs anchors, timing, how to evaluate on another CSV."""
     lines = [f"# MOSI text benchmark ({device.type})", "",
              "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()), "",
-             f"Command: `python benchmarks/mosi_text.py --device {args.device} --epochs {args.epochs} "
-             f"--seed {args.seed}{' --threads ' + str(args.threads) if args.threads else ''}`", "",
+             f"Command: `python benchmarks/mosi_text.py --device {args.device}"
+             f"{' --epochs ' + str(args.epochs) if args.epochs else ''} --seed {args.seed}"
+             f"{' --threads ' + str(args.threads) if args.threads else ''}"
+             f"{' --models ' + ' '.join(args.models) if args.models != [m[0] for m in MODELS] else ''}`", "",
              f"Text features (frozen packaged all-MiniLM-L6-v2, 384-d, 100 tokens): {extract_line}, "
              f"{extract_s:.1f} s", "",
              "Validation split (229 segments). Acc-2 and F1 as non0 / has0 (negative vs positive without "
-             "zero labels / negative vs non-negative).", "",
-             "| run | params | best ep. | MAE | Corr | Acc-2 | F1 | Acc-7 | epoch s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "zero labels / negative vs non-negative). Prec / Rec / F1: the support-weighted binary (non0) and "
+             "7-class columns of Seq2Seq2Sentiment Tables 1-3. A run with a recipe trains with it; "
+             "word-aligned runs read the text's tokens as their words (a text-only table has no word timings).",
+             "",
+             "| run | recipe | params | best ep. | MAE | Corr | Acc-2 | F1 | Acc-7 | binary Prec / Rec / F1 | "
+             "7-class Prec / Rec / F1 | epoch s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         v = r["valid"]
-        lines.append(f"| {r['run']} | {r['parameters']:,} | {r['best_epoch']}/{r['epochs_run']} | {v['mae']:.3f} | "
+        table_cols = " | ".join(" / ".join(f"{v[k]:.2f}" for k in keys) for keys in (
+            ("precision_non0", "recall_non0", "f1_non0"), ("precision7", "recall7", "f1_7")))
+        lines.append(f"| {r['run']} | {r.get('recipe') or '-'} | {r['parameters']:,} | "
+                     f"{r['best_epoch']}/{r['epochs_run']} | {v['mae']:.3f} | "
                      f"{v['corr']:.3f} | {100 * v['acc2_non0']:.1f} / {100 * v['acc2_has0']:.1f} | "
                      f"{100 * v['f1_non0']:.1f} / {100 * v['f1_has0']:.1f} | {100 * v['acc7']:.1f} | "
-                     f"{r['epoch_s']:.2f} |")
+                     f"{table_cols} | {r['epoch_s']:.2f} |")
     lines += ["", "Anchors (papers, MOSI test split):", ""]
     for name, a in ANCHORS.items():
         lines.append(f"- {name}: MAE {a['mae']:.3f}, Acc-2 {100 * a['acc2']:.1f}")
+    for name, (binary, seven) in TABLE_ANCHORS.items():
+        lines.append(f"- {name}: binary Prec / Rec / F1 {' / '.join(f'{x:.2f}' for x in binary)}, 7-class "
+                     f"{' / '.join(f'{x:.2f}' for x in seven)}")
     if results:
         best = min(results, key=lambda r: r["valid"]["mae"])
         lines += ["", "Evaluate a run on another labelled CSV of the same form (`id,text,label`):", "",

@@ -3,7 +3,8 @@
 A recipe holds training options in the sections `sentiflow train --options` takes (model, train, data, task)
 plus `source` (where in the paper the numbers come from). `sentiflow train --model vae_amdt --recipe paper:mosi`
 trains with them; options given besides the recipe override it key by key. A recipe may also be the path of a
-YAML file holding such sections.
+YAML file holding such sections. A model registered as a variant of another (e.g. seq2seq_hier of seq2seq)
+trains with the other's recipes when its file holds only `same_as: <model>`.
 """
 
 from __future__ import annotations
@@ -19,13 +20,22 @@ RECIPES_DIR = Path(__file__).resolve().parent
 SECTIONS = ("model", "train", "data", "task")
 
 
-def _recipes_of(model: str) -> dict[str, Any]:
+SAME_AS = "same_as"
+
+
+def _recipes_of(model: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
     path = RECIPES_DIR / f"{model}.yaml"
     if not path.is_file():
         return {}
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must map recipe names to option sections")
+    if SAME_AS in data:
+        other = data[SAME_AS]
+        if len(data) != 1 or not isinstance(other, str) or other in seen + (model,):
+            raise ConfigError(f"{path}: '{SAME_AS}: <model>' must be the file's only entry and name another "
+                              "model's recipes (without a loop)")
+        return _recipes_of(other, seen + (model,))
     return data
 
 

@@ -239,3 +239,18 @@ def test_every_shipped_recipe_is_valid_for_its_model():
             spec = ModelSpec(dims={"text": 16, "audio": 8, "visual": 4}, seq_lens={"text": 6, "audio": 6, "visual": 6})
             build_model(model, spec, opts.model)
 
+
+
+def test_a_variant_trains_with_the_recipes_it_is_the_same_as(tmp_path, monkeypatch):
+    assert recipe_names("seq2seq_hier") == recipe_names("word_lstm") == ["paper:mosi"]
+    assert load_recipe("seq2seq_concat_both", "paper:mosi") == load_recipe("seq2seq", "paper:mosi")
+    import models.recipes as recipes
+
+    monkeypatch.setattr(recipes, "RECIPES_DIR", tmp_path)
+    (tmp_path / "a.yaml").write_text("same_as: b\n")
+    (tmp_path / "b.yaml").write_text("same_as: a\n")
+    (tmp_path / "c.yaml").write_text("same_as: b\npaper:x: {source: s}\n")
+    with pytest.raises(ConfigError, match="must be the file's only entry and name another model's recipes"):
+        recipe_names("a")
+    with pytest.raises(ConfigError, match="only entry"):
+        recipe_names("c")
