@@ -204,7 +204,7 @@ def test_default_model_is_the_compact_vae_amdt():
     spec = ModelSpec(dims={"text": 384, "audio": 128, "visual": 135}, seq_lens={"text": 100, "audio": 128, "visual": 64})
     small = build_model(DEFAULT_MODEL, spec, {})
     assert DEFAULT_MODEL == "vae_amdt_small" and count_parameters(small) < 300_000
-    assert set(small.loss_terms(*_one_batch(small, spec))) == {"task", "vae", "adversarial", "transfer"}
+    assert set(small.loss_terms(*_one_batch(small, spec))) == {"task", "vae", "generator", "discriminator"}
 
 
 def _one_batch(model, spec):
