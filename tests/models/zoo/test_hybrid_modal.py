@@ -391,7 +391,7 @@ def test_overfits_the_real_cached_clips(sample_cache, tmp_path) -> None:
     run = train_model(cache, every_row, "hybrid_modal", tmp_path / "overfit", media_root=media_root, device="cpu",
                       recipe="paper:mosi", options={
                           "model": {"dropout": 0.0}, "data": {"valid_fraction": 0.0},
-                          "train": {"epochs": 20, "lr": 1e-4, "warmup": 0.0, "schedule": "constant", "seeds": [1],
+                          "train": {"epochs": 12, "lr": 2e-4, "warmup": 0.0, "schedule": "constant", "seeds": [1],
                                     "batch_size": 10, "cpu_threads": 1, "checkpoint_every": 100}})
     record = json.loads((run / "run.json").read_text(encoding="utf-8"))
     assert record["dataset"]["splits"] == {"train": 10}
@@ -420,3 +420,23 @@ def test_trains_through_the_cli_with_the_paper_recipe(sample_cache, tmp_path, ca
     seeds = json.loads((out / "seeds.json").read_text(encoding="utf-8"))
     assert seeds["seeds"] == [1, 2] and seeds["monitor"] == "loss:task"
     assert set(seeds["metrics"]["valid"]["mae"]) == {"mean", "std", "values"}
+
+
+@pytest.mark.slow
+def test_table_iii_and_iv_rows_run_through_sentiflow_ablate(sample_cache, tmp_path, capsys) -> None:
+    import pandas as pd
+
+    from flows.cli import main
+
+    cache, media_root, labels = sample_cache
+    out = tmp_path / "ablation"
+    rc = main(["ablate", "--cache", str(cache), "--labels", str(labels), "--media-root", str(media_root),
+               "--model", "hybrid_modal", "--recipe", "paper:mosi", "--epochs", "1", "--seeds", "1",
+               "--modality-sets", "TAV,TA,TV,T,AV", "--components", "MSG-T&A&V + MBA", "--eval-split", "valid",
+               "--out", str(out), "--device", "cpu"])
+    assert rc == 0, capsys.readouterr().err
+    table = pd.read_csv(out / "table.csv")
+    cells = set(zip(table["modalities"], table["components"]))
+    assert cells == {("TAV", "full"), ("TAV", "MSG-T&A&V + MBA"), ("TA", "full"), ("TV", "full"), ("T", "full"),
+                     ("AV", "full")}
+    assert table.drop(columns=["modalities", "components"]).notna().all().all()
