@@ -359,9 +359,12 @@ def test_absent_modalities_and_clear_errors(tokenizer) -> None:
         build_model("hybrid_modal", SPEC, {"mba_pairing": "diagonal"})
     with pytest.raises(ValueError, match="max_tokens"):
         build_model("hybrid_modal", SPEC, {"max_tokens": 4}).eval()(batch)
-    gru = build_model("hybrid_modal", SPEC, {"rnn": "gru", "bidirectional": True, "msg_t_after_layer": 0}).eval()
+    gru = build_model("hybrid_modal", SPEC, {"rnn": "gru", "bidirectional": True, "msg_t_after_layer": 0,
+                                             "gradient_checkpointing": True})
     assert gru.widths == {"text": 384, "audio": 32, "visual": 14}       # bGRU: 2 d_m (Section III-B)
-    assert gru(batch).prediction.shape == (3, 1)
+    assert all(layer.gradient_checkpointing for layer in gru.text_encoder.model.encoder.layer)
+    gru.loss_terms(batch, out := gru(batch))["task"].backward()
+    assert out.prediction.shape == (3, 1) and gru.msgs["text"].gates["audio"].weight.grad.abs().sum() > 0
 
 
 # --- recipe and real data ---------------------------------------------------------------------------------------
