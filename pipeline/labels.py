@@ -12,7 +12,9 @@ from pipeline.errors import SentiFlowError
 from pipeline.media import MEDIA_EXTENSIONS
 
 MODES = ("train", "valid", "test")
-KNOWN_COLUMNS = ("id", "video_id", "clip_id", "text", "label", "mode", "language")   # the rest are extra targets
+TRANSLATION_COLUMN = "text_translation"   # the transcript translated into another language (translation augmentation)
+# the columns with a meaning of their own; the rest are extra numeric targets
+KNOWN_COLUMNS = ("id", "video_id", "clip_id", "text", "label", "mode", "language", TRANSLATION_COLUMN)
 
 
 class LabelError(SentiFlowError, ValueError):
@@ -32,6 +34,7 @@ class LabelRow:
     path: str | None = None          # resolved media file, None for transcript-only rows
     language: str = ""
     targets: dict[str, float] = field(default_factory=dict)   # extra numeric columns (e.g. MOSEI emotions)
+    translation: str = ""            # the `text_translation` column: the transcript in another language
 
 
 @dataclass
@@ -121,6 +124,7 @@ def read_labels(path: str | Path, media_root: str | Path | None = None, require_
             raise LabelError(f"{path}:{n}: mode {mode!r} is not one of {', '.join(MODES)}")
         textval = (rec.get("text") or "").strip()
         targets = extra_targets(rec, extra_cols)
+        translation = (rec.get(TRANSLATION_COLUMN) or "").strip()
         if mmsa:
             vid, cid = str(rec["video_id"]).strip(), str(rec["clip_id"]).strip()
             media = find_clip(root, vid, cid)
@@ -128,15 +132,25 @@ def read_labels(path: str | Path, media_root: str | Path | None = None, require_
                 raise LabelError(f"{path}:{n}: no media file for {vid}/{cid} under {root}")
             rows.append(LabelRow(id=f"{vid}_{cid}", text=textval, label=value, mode=mode, video_id=vid,
                                  clip_id=cid, path=str(media) if media else None,
-                                 language=(rec.get("language") or "").strip(), targets=targets))
+                                 language=(rec.get("language") or "").strip(), targets=targets,
+                                 translation=translation))
         else:
             rid = str(rec["id"]).strip()
             vid = rid.rsplit("_", 1)[0] if "_" in rid else rid
             rows.append(LabelRow(id=rid, text=textval, label=value, mode=mode, video_id=vid, clip_id=rid,
-                                 language=(rec.get("language") or "").strip(), targets=targets))
+                                 language=(rec.get("language") or "").strip(), targets=targets,
+                                 translation=translation))
     if not rows:
         raise LabelError(f"{path}: holds no rows")
     return LabelTable(rows, str(path), [c for c in (reader.fieldnames or []) if c])
+
+
+def row_extras(row: LabelRow) -> dict[str, str]:
+    """A row's side inputs for extraction: its transcript and, when the labels give one, its translation."""
+    extras = {"transcript": row.text} if row.text else {}
+    if row.translation:
+        extras["translation"] = row.translation
+    return extras
 
 
 def extra_targets(record: dict[str, str | None], columns: list[str]) -> dict[str, float]:
