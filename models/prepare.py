@@ -23,8 +23,11 @@ def label_table(labels: str | Path | LabelTable, media_root: str | Path | None) 
 
 def extract_for_rows(table: LabelTable, config: SentiFlowConfig, cache: FeatureCache, data: DataConfig,
                      device: torch.device, progress: bool = False) -> dict[str, Any]:
-    """Extract the features `data` needs for every row that lacks them (media rows and transcript-only rows)."""
+    """Extract the features `data` needs for every row that lacks them (media rows and transcript-only rows),
+    translations too when `data.translations`."""
     wanted = {data.source(m).extractor for m in usable_modalities(data)}
+    if data.translations:
+        wanted.add(data.translation().extractor)
     names = sorted(n for n in wanted if EXTRACTORS.get(n).keyed_by != "segment")   # imports are not extracted
     report: dict[str, Any] = {}
     media_rows = [r for r in table if r.path]
