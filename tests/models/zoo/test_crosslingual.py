@@ -184,6 +184,22 @@ def test_rehearsal_mixes_a_seeded_fraction_of_the_target_language():
     assert {r.language for r in zero.split("train")} == {"en"}
 
 
+def test_transfer_defaults_to_the_papers_few_shot_fractions():
+    """Section 7.3: French plus 13 % (230 segments of the filtered Spanish training set) or 1 % of Spanish."""
+    from flows.cli import build_parser
+    from models.experiments.language_transfer import DEFAULT_FRACTIONS, training_label
+
+    assert DEFAULT_FRACTIONS == (0.0, 0.01, 0.13)
+    args = build_parser().parse_args(["transfer", "--cache", "c", "--labels", "l", "--out", "o", "--source", "fr",
+                                      "--targets", "es"])
+    assert args.fractions is None                                   # run_transfer then takes DEFAULT_FRACTIONS
+    rows = [LabelRow(id=f"fr{i}", text="", label=1.0, language="fr") for i in range(20)]
+    rows += [LabelRow(id=f"es{i:04d}", text="", label=1.0, language="es") for i in range(1769)]
+    picked = rehearsal_table(LabelTable(rows, "mem"), RehearsalConfig("fr", "es", 0.13, seed=0))
+    assert sum(r.language == "es" for r in picked) == 230
+    assert training_label("fr", "es", 0.13) == "fr + 13% es"
+
+
 def test_rehearsal_refuses_bad_settings():
     with pytest.raises(ConfigError, match="fraction must lie in"):
         rehearsal_table(_table(), RehearsalConfig("en", "es", 1.5))
