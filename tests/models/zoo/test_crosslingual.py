@@ -10,13 +10,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.base import ModelSpec
+from models.base import ModelSpec, count_parameters
 from models.experiments.rehearsal import RehearsalConfig, per_language, rehearsal_table
 from models.nn.losses import nce_loss
 from models.registry import build_model, get_model_class
 from pipeline.config import ConfigError
 from pipeline.labels import LabelRow, LabelTable, read_labels
 from tests.helpers.batches import random_aligned_batch
+from tests.helpers.fidelity import check_parameter_table
 
 torch.set_num_threads(1)
 
@@ -230,6 +231,11 @@ def test_rehearsal_reads_the_language_column_of_a_label_file(tmp_path):
     table = rehearsal_table(read_labels(csv), RehearsalConfig("en", "fr", 0.1, seed=1))
     assert sorted(r.language for r in table.split("train")) == ["en"] * 6 + ["fr"] * 2
     assert len(table.split("test")) == 3
+
+
+def test_the_fidelity_tables_parameter_counts():
+    """docs/fidelity/crosslingual_nce.md prints these counts: each row's model is built and counted here."""
+    check_parameter_table("crosslingual_nce", 2)
 
 
 @pytest.mark.gpu

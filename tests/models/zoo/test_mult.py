@@ -19,6 +19,7 @@ from pipeline.cache import FeatureCache
 from pipeline.config import ConfigError
 from pipeline.labels import read_labels
 from tests.helpers.batches import random_batch
+from tests.helpers.fidelity import check_parameter_table
 from tests.helpers.paths import SAMPLES
 
 DIMS = {"text": 24, "audio": 16, "visual": 7}
@@ -180,6 +181,11 @@ def test_trains_from_the_cache_through_the_cli(tiny_cache, tmp_path, name, model
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["epochs_run"] == 2
     assert all(math.isfinite(v) for h in metrics["history"] for v in h["train"].values())
+
+
+def test_the_fidelity_tables_parameter_counts():
+    """docs/fidelity/mult.md prints these counts: each row's model is built and counted here."""
+    check_parameter_table("mult", 5)
 
 
 @pytest.mark.gpu

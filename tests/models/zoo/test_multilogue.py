@@ -14,6 +14,7 @@ from models.base import ModelSpec, count_parameters
 from models.registry import build_model
 from models.zoo.multilogue import MonologueRNN, pairwise_attention
 from tests.helpers.batches import random_aligned_batch
+from tests.helpers.fidelity import check_parameter_table
 
 torch.set_num_threads(1)
 
@@ -120,6 +121,11 @@ def test_overfits_sixteen_samples(modalities):
     with torch.no_grad():
         mae = (model.predict(batch) - batch["label"]).abs().mean().item()
     assert mae < 0.15, f"training MAE {mae:.3f}"
+
+
+def test_the_fidelity_tables_parameter_counts():
+    """docs/fidelity/multilogue.md prints these counts: each row's model is built and counted here."""
+    check_parameter_table("multilogue", 4)
 
 
 @pytest.mark.gpu
