@@ -17,9 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from machine import machine_info  # noqa: E402
+
 from extractors.base import MediaItem  # noqa: E402
 from extractors.registry import build_extractor  # noqa: E402
-from machine import machine_info  # noqa: E402
 from pipeline.media import MediaConfig, discover_media, probe  # noqa: E402
 
 DEFAULT_AUDIO = ["logmel", "acoustic", "tonal"]

@@ -49,6 +49,7 @@ class Extractor(ABC):
     requires: ClassVar[frozenset[str]] = frozenset()   # "audio" and/or "video" streams
     depends_on: ClassVar[tuple[str, ...]] = ()   # other extractors whose cached output this one reads
     keyed_by: ClassVar[str] = "media"   # "segment": entries are found by a label row's id, not the media's bytes
+    text_items: ClassVar[bool] = False  # True: also runs on transcript-only rows (no media, the label's text alone)
 
     def __init__(self, config: ConfigBase | None = None, media: MediaConfig | None = None,
                  device: str | torch.device = "cpu") -> None:

@@ -12,7 +12,7 @@ from extractors.config import SentiFlowConfig
 from extractors.registry import build_extractor
 from pipeline.cache import CacheEntry, FeatureCache, feature_key, hash_file, hash_text
 from pipeline.config import ConfigError
-from pipeline.labels import LabelRow
+from pipeline.labels import LabelRow, row_extras
 from pipeline.media import MediaInfo, probe
 
 
@@ -78,9 +78,7 @@ def media_item_for_row(row: LabelRow) -> MediaItem:
     """The MediaItem the runner builds for a label row (probe, hash, transcript as extras, the row id): pass it
     to `FeatureLookup.entry(name, media_hash, item)` so a lookup finds entries keyed by the row's transcript, and
     imported entries keyed by its id. A row with neither media nor text can only have imported features."""
-    extras: dict[str, Any] = {}
-    if row.text:
-        extras["transcript"] = row.text        # as models.training passes it to the runner
+    extras: dict[str, Any] = dict(row_extras(row))     # as models.prepare passes them to the runner
     if row.path:
         return MediaItem(path=row.path, media_hash=hash_file(row.path), info=probe(row.path, scan_packets=False),
                          extras=extras,

@@ -22,6 +22,8 @@ EXTRACTORS: Registry[Extractor] = Registry("extractor", {
     "fer": "extractors.visual.fer:FerExtractor",
     "transcript": "extractors.text.transcript:TranscriptExtractor",
     "text": "extractors.text.encoder:TextEncoderExtractor",
+    "translation": "extractors.text.translation:TranslationExtractor",          # translation augmentation
+    "translated_text": "extractors.text.translation:TranslatedTextExtractor",
     "aligned": "extractors.aligned:WordAlignedExtractor",
     "imported_text": "extractors.imported:ImportedText",      # filled by `sentiflow import`, keyed by row id
     "imported_audio": "extractors.imported:ImportedAudio",

@@ -67,7 +67,7 @@ class ExtractionRunner:
                 built[n] = build_extractor(n, config.extraction.options.get(n), config.media, device)
             return tuple(built[n].depends_on)
 
-        self.extractors: list[Extractor] = [built[n] for n in _dep_order(names, deps_of)]
+        self.extractors: list[Extractor] = [built[n] for n in dependency_order(names, deps_of)]
 
     def key_for(self, extractor: Extractor, media_hash: str, item: MediaItem | None = None,
                 upstream: dict[str, str] | None = None) -> str:
@@ -359,7 +359,7 @@ def _as_failure() -> Exception:
     return RuntimeError(tb[-1] if tb else "extractor crashed")
 
 
-def _dep_order(names: list[str], deps_of: Callable[[str], Sequence[str]] | None = None) -> list[str]:
+def dependency_order(names: list[str], deps_of: Callable[[str], Sequence[str]] | None = None) -> list[str]:
     """Order extractor names so each comes after the extractors it depends on (`deps_of`: per configured instance)."""
     ordered: list[str] = []
 

@@ -80,12 +80,17 @@ def transfer(source_dataset: str = "mosi", source_root: str | None = None, targe
              target_root: str | None = None, target_languages: list[str] | None = None, model: str = "crosslingual_nce",
              cache: str | None = None, runs: str | None = None, name: str | None = None, config: str | None = None,
              device: str = "auto", fractions: list[float] | None = None, seeds: list[int] | None = None,
-             options: dict[str, Any] | None = None, source_folds: str | None = None, recipe: str | None = None) -> str:
-    """Train on the source dataset's language; zero-/few-shot evaluation on each target language."""
-    from models.experiments.language_transfer import run_language_transfer
+             options: dict[str, Any] | None = None, source_folds: str | None = None, recipe: str | None = None,
+             source_language: str | None = None, source_options: dict[str, Any] | None = None,
+             target_options: dict[str, Any] | None = None) -> str:
+    """Train on the source dataset's language; zero-/few-shot evaluation on each target language. The multilingual
+    paper's setting: source and target moseas, source_language fr, targets es, both with options
+    {split: paper, drop_neutral: true} (its AdaMML rows; its Multilogue/NCE rows keep the neutral segments)."""
+    from models.experiments.language_transfer import DEFAULT_FRACTIONS, run_language_transfer
     from pipeline.labels import LabelTable
 
-    source = open_corpus(source_dataset, source_root, source_folds, labelled_for="experiments")
+    source = open_corpus(source_dataset, source_root, source_folds, source_language, labelled_for="experiments",
+                         options=source_options)
     languages = sorted({r.language for r in source.table})
     if len(languages) != 1 or not languages[0]:
         raise settings.FlowSettingError(f"source dataset {source_dataset!r} must hold one language, found "
@@ -93,11 +98,12 @@ def transfer(source_dataset: str = "mosi", source_root: str | None = None, targe
     targets = list(target_languages or ["es"])
     rows = list(source.table)
     for lang in targets:
-        rows.extend(open_corpus(target_dataset, target_root, language=lang, labelled_for="experiments").table)
+        rows.extend(open_corpus(target_dataset, target_root, language=lang, labelled_for="experiments",
+                                options=target_options).table)
     table = LabelTable(rows, f"{source_dataset}+{target_dataset}")
     out = _out_dir("transfer", f"{source_dataset}-{target_dataset}", model, runs, name)
     result = run_language_transfer(settings.cache_dir(cache), table, model, out, source=languages[0],
-                                   targets=targets, fractions=tuple(fractions or (0.0, 0.05, 0.1)),
+                                   targets=targets, fractions=tuple(fractions or DEFAULT_FRACTIONS),
                                    seeds=tuple(seeds or (1,)), options=apply_recipe(model, recipe, options),
                                    config_path=settings.config_path(config), device=device)
     publish_experiment(result, "transfer", f"{model}: {languages[0]} -> {', '.join(targets)}")

@@ -11,6 +11,10 @@ dataset provides that modality (see `models.data`):
   "present" (B, 3) float: 1 where text/audio/visual is present for that sample (0 = masked-out modality)
   "label" (B,) float for regression / binary, (B, n_classes) for multi-label, long (B,) for classification
   "language" (B,) long language index (cross-lingual training), "index" (B,) long row index
+  "text_translation" (B, T_l, D_l), "text_translation_mask" (B, T_l)   the transcript in a second language (token
+      embeddings of the same text encoder), packed for models whose `needs_translations` names settings; word-aligned
+      models get "aligned_text_translation" (B, T_w, D_l) / "aligned_text_translation_mask" (word-level means). A row
+      without a translation has an all-zero mask.
 The trainer sums `loss_terms` weighted by the model config; it never special-cases a model.
 """
 
@@ -105,6 +109,12 @@ class SentimentModel(nn.Module, ABC):
     @abstractmethod
     def loss_terms(self, batch: dict[str, torch.Tensor], output: ModelOutput) -> dict[str, torch.Tensor]:
         """Named scalar losses, already weighted; their sum is what the trainer minimises ("task" is required)."""
+
+    @classmethod
+    def needs_translations(cls, config: ConfigBase) -> str:
+        """The settings of `config` that train on translated transcripts, as text for messages ("" when none
+        does); training then packs the translation batch keys and refuses to start without translations."""
+        return ""
 
     def set_epoch(self, epoch: int) -> None:
         """Hook for models whose objective changes with training progress (annealing); epochs count per phase."""

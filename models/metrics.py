@@ -21,8 +21,13 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from sklearn.metrics import (f1_score, precision_recall_curve, precision_recall_fscore_support, precision_score,
-                             recall_score)
+from sklearn.metrics import (
+    f1_score,
+    precision_recall_curve,
+    precision_recall_fscore_support,
+    precision_score,
+    recall_score,
+)
 
 SCORE_RANGE = (-3.0, 3.0)   # the MOSI/MOSEI label scale
 DECISION_PROBABILITY = 0.5  # sigmoid output above which binary / multi-label predictions are positive

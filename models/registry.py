@@ -28,7 +28,7 @@ MODELS: "Registry[SentimentModel]" = Registry("model", {
     "mult": "models.zoo.mult:MulT",
     "adamml": "models.zoo.adamml:AdaMML",
     "multilogue": "models.zoo.multilogue:MultilogueNet",
-    "crosslingual_nce": "models.zoo.crosslingual:CrossLingualNCE",
+    "crosslingual_nce": "models.zoo.multilogue:CrossLingualMultilogue",
     "unimodal": "models.zoo.baselines:UnimodalHead",
     "ef_lstm": "models.zoo.baselines:EarlyFusionLSTM",
     "word_lstm": "models.zoo.baselines:WordLSTM",

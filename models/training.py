@@ -25,10 +25,20 @@ from models.data import DataConfig, PackedDataset, build_dataset
 from models.evaluation import write_eval_report
 from models.optimization import TrainConfig
 from models.prepare import extract_for_rows, label_table
-from models.registry import DEFAULT_MODEL, build_model, get_model_class
 from models.recipes import apply_recipe
-from models.run_dir import (CURVE_FILE, METRICS_FILE, PLOTS_DIR, RUN_FILE, SEEDS_DIR, SEEDS_FILE, WEIGHTS_FILE,
-                            read_run_record, run_dir_lock, write_run_record)
+from models.registry import DEFAULT_MODEL, build_model, get_model_class
+from models.run_dir import (
+    CURVE_FILE,
+    METRICS_FILE,
+    PLOTS_DIR,
+    RUN_FILE,
+    SEEDS_DIR,
+    SEEDS_FILE,
+    WEIGHTS_FILE,
+    read_run_record,
+    run_dir_lock,
+    write_run_record,
+)
 from models.tasks import TaskConfig, resolve_monitor, resolve_pos_weight
 from models.trainer import Trainer
 from pipeline.cache import FeatureCache
@@ -69,18 +79,14 @@ def train_model(cache_dir: str | Path, labels: str | Path | LabelTable, model: s
     if modalities:
         opts.data.modalities = [m.strip() for m in modalities if m.strip()]
     config = load_config(str(config_path) if config_path else None)
-    cls = get_model_class(model)
-    if cls.uses_token_ids:
-        opts.data.token_inputs = True   # the model fine-tunes the text encoder from token ids
-    if cls.aligned:
-        opts.data.aligned = True    # the model reads word-aligned inputs (batch keys aligned_*)
+    translations_for = set_model_data_needs(model, opts)
     dev = resolve_device(device)
     cache = FeatureCache(cache_dir)
     table = label_table(labels, media_root)
     if extract_missing:
         extract_for_rows(table, config, cache, opts.data, dev, progress)
     dataset = build_dataset(config, cache, table, opts.data, progress=progress,
-                            require_modalities=bool(modalities), task=opts.task)
+                            require_modalities=bool(modalities), task=opts.task, translations_for=translations_for)
     spec = task_spec(opts, dataset)
     run_dir.mkdir(parents=True, exist_ok=True)
     with run_dir_lock(run_dir):
@@ -96,6 +102,19 @@ def train_model(cache_dir: str | Path, labels: str | Path | LabelTable, model: s
             runs[seed] = _train_in(run_dir / SEEDS_DIR / f"seed-{seed}", model, seeded_model(model, spec, one), spec,
                                    one, config, table, dataset, dev, progress, resume, recipe)
         return keep_best_seed(run_dir, runs)
+
+
+def set_model_data_needs(model: str, opts: "RunOptions") -> str:
+    """Set the data options the model's class and config call for (token ids, word-aligned inputs, translations);
+    returns the settings that need translations ("" when none does), for the error when there are none."""
+    cls = get_model_class(model)
+    if cls.uses_token_ids:
+        opts.data.token_inputs = True   # the model fine-tunes the text encoder from token ids
+    if cls.aligned:
+        opts.data.aligned = True    # the model reads word-aligned inputs (batch keys aligned_*)
+    needed_by = cls.needs_translations(cls.Config.from_dict(opts.model, where=f"model.{model}"))
+    opts.data.translations = bool(needed_by)
+    return needed_by
 
 
 def keep_best_seed(run_dir: Path, runs: dict[int, Path]) -> Path:

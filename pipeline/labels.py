@@ -15,7 +15,9 @@ from pipeline.media import MEDIA_EXTENSIONS
 log = logging.getLogger(__name__)
 
 MODES = ("train", "valid", "test")
-KNOWN_COLUMNS = ("id", "video_id", "clip_id", "text", "label", "mode", "language")   # the rest are extra targets
+TRANSLATION_COLUMN = "text_translation"   # the transcript translated into another language (translation augmentation)
+# the columns with a meaning of their own; the rest are extra numeric targets
+KNOWN_COLUMNS = ("id", "video_id", "clip_id", "text", "label", "mode", "language", TRANSLATION_COLUMN)
 MAX_ABS_LABEL = 1e6   # sentiment is in [-3, 3], classes and emotion intensities are small: larger is a broken cell
 
 
@@ -36,6 +38,7 @@ class LabelRow:
     path: str | None = None          # resolved media file, None for transcript-only rows
     language: str = ""
     targets: dict[str, float] = field(default_factory=dict)   # extra numeric columns (e.g. MOSEI emotions)
+    translation: str = ""            # the `text_translation` column: the transcript in another language
 
 
 @dataclass
@@ -123,6 +126,7 @@ def read_labels(path: str | Path, media_root: str | Path | None = None, require_
             raise LabelError(f"{path}:{n}: mode {mode!r} is not one of {', '.join(MODES)}")
         textval = (rec.get("text") or "").strip()
         targets = extra_targets(rec, extra_cols)
+        translation = (rec.get(TRANSLATION_COLUMN) or "").strip()
         if mmsa:
             vid, cid = str(rec["video_id"]).strip(), str(rec["clip_id"]).strip()
             media = find_clip(root, vid, cid)
@@ -130,12 +134,12 @@ def read_labels(path: str | Path, media_root: str | Path | None = None, require_
                 raise LabelError(f"{path}:{n}: no media file for {vid}/{cid} under {root}")
             row = LabelRow(id=f"{vid}_{cid}", text=textval, label=value, mode=mode, video_id=vid, clip_id=cid,
                            path=str(media) if media else None, language=(rec.get("language") or "").strip(),
-                           targets=targets)
+                           targets=targets, translation=translation)
         else:
             rid = str(rec["id"]).strip()
             vid = rid.rsplit("_", 1)[0] if "_" in rid else rid
             row = LabelRow(id=rid, text=textval, label=value, mode=mode, video_id=vid, clip_id=rid,
-                           language=(rec.get("language") or "").strip(), targets=targets)
+                           language=(rec.get("language") or "").strip(), targets=targets, translation=translation)
         if row.id in seen:
             line, earlier = seen[row.id]
             if (earlier.label, earlier.mode, earlier.text, earlier.targets) != (row.label, row.mode, row.text,
@@ -164,6 +168,14 @@ def label_value(cell: str | None, where: str) -> float:
         raise LabelError(f"{where}: label {cell.strip() if cell else cell!r} is not a usable number (labels are "
                          f"sentiment scores in [-3, 3], class ids or intensities; at most {MAX_ABS_LABEL:g} in size)")
     return value
+
+
+def row_extras(row: LabelRow) -> dict[str, str]:
+    """A row's side inputs for extraction: its transcript and, when the labels give one, its translation."""
+    extras = {"transcript": row.text} if row.text else {}
+    if row.translation:
+        extras["translation"] = row.translation
+    return extras
 
 
 def extra_targets(record: dict[str, str | None], columns: list[str]) -> dict[str, float]:

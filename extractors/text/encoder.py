@@ -101,6 +101,21 @@ def load_text_model(name: str, device: torch.device, dtype: str) -> tuple[Any, A
         return tokenizer, model
 
 
+def token_word_means(embeddings: torch.Tensor, word_index: torch.Tensor, n_words: int
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per word, the mean of its tokens' embeddings: (n_words, D) and a (n_words,) mask of words that kept a token.
+
+    `embeddings` (T, D) and `word_index` (T,) as the text extractor stores them (-1 for special or padding tokens).
+    """
+    widx = word_index.long().reshape(-1)
+    valid = (widx >= 0) & (widx < n_words)
+    assign = torch.zeros(embeddings.shape[0], max(n_words, 0), dtype=torch.float32)
+    assign[valid.nonzero().flatten(), widx[valid]] = 1.0
+    counts = assign.sum(0)
+    means = (assign.t() @ embeddings.float()) / counts.clamp_min(1.0).unsqueeze(-1)
+    return means, (counts > 0).float()
+
+
 @dataclass
 class _Encoded:
     ids: list[int]
@@ -118,6 +133,7 @@ class TextEncoderExtractor(Extractor):
     Config = TextEncoderConfig
     requires = frozenset()
     depends_on = ("transcript",)
+    text_items = True
 
     def media_settings(self) -> dict:
         return {}

@@ -7,7 +7,6 @@ import json
 import sys
 from pathlib import Path
 
-
 from models.registry import DEFAULT_MODEL
 from pipeline.config import ConfigError, read_yaml_mapping
 from pipeline.files import printable
@@ -104,8 +103,8 @@ def _options(path: str | None) -> dict:
 
 def run_train(args: argparse.Namespace) -> int:
     """Train and print where the run went and its validation metrics."""
-    from models.metrics import format_metrics
     from models.metrics import HEADLINE as HEADLINE_KEYS
+    from models.metrics import format_metrics
     from models.run_dir import METRICS_FILE, SEEDS_FILE
     from models.training import train_model
 

@@ -37,6 +37,7 @@ from pipeline.interop.csd import (
 )
 from pipeline.labels import LabelTable, read_labels
 
+
 def import_csd(paths: Sequence[str | Path], cache_dir: str | Path, modality: str, *, name: str | None = None,
                aligned: bool = False, seq_len: int = 0, fit: str = "pool", index_base: int = 1,
                segments: str | Path | None = None, config_path: str | Path | None = None, replace: bool = False,

@@ -16,7 +16,11 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from extractors.text.encoder import PACKAGED_MINILM, load_offline, resolve_text_model
+from extractors.text.encoder import (  # noqa: F401  the names the zoo uses (zoo modules import only models.nn)
+    PACKAGED_MINILM,
+    load_offline,
+    resolve_text_model,
+)
 from models.nn.masking import valid_counts
 from pipeline.config import ConfigError
 

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from models.base import ModelOutput, ModelSpec, SentimentModel
-from models.nn.masking import masked_max, masked_mean
 from models.nn.layers import RunningStandardizer
+from models.nn.masking import masked_max, masked_mean
 from models.nn.modalities import aligned_input, available_modalities, modality_inputs
 from models.nn.translation import SentimentRNN
 from pipeline.config import ConfigBase, ConfigError

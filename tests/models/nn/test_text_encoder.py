@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.nn.text_encoder import PACKAGED_MINILM, TextEncoder, resolve_text_model
+from extractors.text.encoder import PACKAGED_MINILM, resolve_text_model
+from models.nn.text_encoder import TextEncoder
 from pipeline.config import ConfigError
 
 pytestmark = pytest.mark.usefixtures("one_thread")

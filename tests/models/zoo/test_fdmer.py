@@ -13,8 +13,7 @@ from torch.nn import functional as F
 
 from models.base import ModelSpec, count_parameters
 from models.registry import build_model, get_model_class
-from models.zoo.fdmer import (additive_angular_margin_logits, attention_heads, consistency_loss, disparity_loss,
-                              hsic)
+from models.zoo.fdmer import additive_angular_margin_logits, attention_heads, consistency_loss, disparity_loss, hsic
 from pipeline.config import ConfigError
 from tests.helpers.batches import random_aligned_batch
 from tests.helpers.paths import ROOT

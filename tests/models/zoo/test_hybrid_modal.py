@@ -10,7 +10,9 @@ import math
 import pytest
 import torch
 
+from extractors.text.encoder import PACKAGED_MINILM, resolve_text_model
 from models.base import ModelSpec, count_parameters
+from models.nn.text_encoder import TextEncoder
 from models.registry import build_model
 from models.zoo.hybrid_modal import (
     NONVERBAL,
@@ -20,7 +22,6 @@ from models.zoo.hybrid_modal import (
     MultimodalShiftingGate,
     shifting_huber,
 )
-from models.nn.text_encoder import PACKAGED_MINILM, TextEncoder, resolve_text_model
 from pipeline.config import ConfigError
 from tests.helpers.batches import TOKEN_SPEC as SPEC
 from tests.helpers.batches import token_batch as make_batch
