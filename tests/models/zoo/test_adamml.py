@@ -309,3 +309,32 @@ def test_trains_a_step_on_cuda():
     sum(terms.values()).backward()
     assert all(torch.isfinite(t) for t in terms.values())
     assert model.eval().predict(batch).device.type == "cuda"
+
+
+def test_ablate_runs_table1_rows(sample_cache, tmp_path, capsys) -> None:
+    """`sentiflow ablate --components` runs Table 1's DL row and Figure 4's dropout variant on the recipe; the
+    recipe's own setting ("No DL target") is reported as already in effect, not trained twice."""
+    import pandas as pd
+    import yaml
+
+    from flows.cli import main
+
+    cache, media_root, labels = sample_cache
+    opts = tmp_path / "opts.yaml"
+    opts.write_text(yaml.safe_dump({"train": {"epochs": 1, "batch_size": 4, "cpu_threads": 1, "patience": 0}}),
+                    encoding="utf-8")
+    out = tmp_path / "ablation"
+    rc = main(["ablate", "--cache", str(cache), "--labels", str(labels), "--media-root", str(media_root),
+               "--model", "adamml", "--recipe", "paper:moseas", "--options", str(opts), "--out", str(out),
+               "--device", "cpu", "--modality-sets", "TAV",
+               "--components", "No DL target,DL target=2,dropout on fusion only", "--seeds", "1"])
+    assert rc == 0
+    assert "| TAV | DL target=2 |" in capsys.readouterr().out
+    table = pd.read_csv(out / "table.csv", dtype=str)
+    assert list(table["components"]) == ["full", "DL target=2", "dropout on fusion only"]
+    record = json.loads((out / "experiment.json").read_text(encoding="utf-8"))
+    assert [s["component"] for s in record["settings"]["components_skipped"]] == ["No DL target"]
+    configs = {r["cell"]["components"]: json.loads((out / r["run_dir"] / "run.json").read_text())["model_config"]
+               for r in record["runs"]}
+    assert configs["DL target=2"]["decision_loss"] is True and configs["full"]["decision_loss"] is False
+    assert configs["dropout on fusion only"]["policy_dropout"] is False
