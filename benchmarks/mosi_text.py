@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -41,7 +42,12 @@ MODELS = [
     ("unimodal_lstm", "unimodal", {"encoder": "lstm", "hidden": 128}),
     ("ef_lstm_text", "ef_lstm", {"hidden": 64, "steps": 50}),
     ("vae_amdt_text", "vae_amdt", {}),
+    ("adamml_text", "adamml", {}),
 ]
+# runs trained with a paper recipe (models/recipes/<model>.yaml): its epochs apply unless --epochs is given
+RECIPES: dict[str, str] = {"adamml_text": "paper:moseas"}
+DEFAULT_EPOCHS = 40
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mosi_text"
 
 
 def load_mosi(data: Path) -> LabelTable:
@@ -57,11 +63,12 @@ def load_mosi(data: Path) -> LabelTable:
 def main() -> int:
     """Extract, train every model, write the report."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "mosi_text"))
+    ap.add_argument("--data", default=str(DEFAULT_DATA))
     ap.add_argument("--work", default=str(ROOT / "runs" / "mosi_text"), help="cache and run directories")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--models", nargs="+", default=[m[0] for m in MODELS], help="subset of the run names")
-    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--epochs", type=int, default=None,
+                    help=f"epochs per run (default: the run's recipe, else {DEFAULT_EPOCHS})")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--report", help="write a Markdown report here")
@@ -70,6 +77,7 @@ def main() -> int:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     info = machine_info()
+    info["load average at start (1 min)"] = f"{os.getloadavg()[0]:.1f}"   # the machine is shared: name the load
     print("machine:", json.dumps(info))
     work = Path(args.work)
     cache = FeatureCache(work / "cache")
@@ -84,19 +92,24 @@ def main() -> int:
         if run_name not in args.models:
             continue
         run_dir = work / "runs" / f"{run_name}_{device.type}"
-        options = {"model": opts, "train": {"epochs": args.epochs, "seed": args.seed}}
+        recipe = RECIPES.get(run_name)
+        train = {"seed": args.seed}
+        if args.epochs is not None or recipe is None:
+            train["epochs"] = args.epochs if args.epochs is not None else DEFAULT_EPOCHS
+        options = {"model": opts, "train": train}
         t0 = time.perf_counter()
         train_model(work / "cache", table, model, run_dir, device=str(device), modalities=["text"], options=options,
-                    progress=True)
+                    recipe=recipe, progress=True)
         wall = time.perf_counter() - t0
         summary = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
         v = summary["metrics"]["valid"]
-        results.append({"run": run_name, "model": model, "options": opts, "run_dir": str(run_dir),
+        results.append({"run": run_name, "model": model, "options": opts, "recipe": recipe, "run_dir": str(run_dir),
                         "parameters": summary["parameters"], "best_epoch": summary["best_epoch"],
                         "epochs_run": summary["epochs_run"], "epoch_s": summary["epoch_seconds_median"],
                         "wall_s": wall, "valid": v})
         print(f"{run_name}: valid MAE {v['mae']:.3f} Corr {v['corr']:.3f} Acc-2 {100 * v['acc2_non0']:.1f}/"
               f"{100 * v['acc2_has0']:.1f} Acc-7 {100 * v['acc7']:.1f}; epoch {summary['epoch_seconds_median']:.2f} s")
+    info["load average at end (1 min)"] = f"{os.getloadavg()[0]:.1f}"
     report = render(results, info, device, extract_s, s.line(), args, work)
     print(report)
     if args.report:
@@ -113,8 +126,12 @@ def render(results: list[dict], info: dict, device: torch.device, extract_s: flo
     """Markdown report: machine, table vs anchors, timing, how to evaluate on another CSV."""
     lines = [f"# MOSI text benchmark ({device.type})", "",
              "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()), "",
-             f"Command: `python benchmarks/mosi_text.py --device {args.device} --epochs {args.epochs} "
+             f"Command: `python benchmarks/mosi_text.py"
+             f"{' --data ' + args.data if Path(args.data) != DEFAULT_DATA else ''} --device {args.device}"
+             f"{' --models ' + ' '.join(args.models) if args.models != [m[0] for m in MODELS] else ''}"
+             f"{' --epochs ' + str(args.epochs) if args.epochs is not None else ''} "
              f"--seed {args.seed}{' --threads ' + str(args.threads) if args.threads else ''}`", "",
+             "Runs with a paper recipe: " + (", ".join(f"{r} `{RECIPES[r]}`" for r in RECIPES) or "none") + ".", "",
              f"Text features (frozen packaged all-MiniLM-L6-v2, 384-d, 100 tokens): {extract_line}, "
              f"{extract_s:.1f} s", "",
              "Validation split (229 segments). Acc-2 and F1 as non0 / has0 (negative vs positive without "
