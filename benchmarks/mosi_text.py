@@ -61,10 +61,12 @@ MODELS = [
     ("word_lstm_paper", "word_lstm", {}, "paper:mosi", {"data": TOKENS_AS_WORDS}),   # Seq2Seq2Sentiment Table 1, T
     ("multilogue_paper", "multilogue", {}, "paper:moseas"),   # multilingual paper Section 6.1.2, text alone
     ("mult_paper", "mult", {}, "paper:moseas"),               # multilingual paper Section 6.1.3, Table 1 "MuT T"
+    ("adamml_paper", "adamml", {}, "paper:moseas"),           # multilingual paper Section 5.2, text alone
 ]
 # extractors run beside `text` for the runs whose recipe reads word-level text
 ALSO_EXTRACT = ["aligned"]
 DEFAULT_EPOCHS = 40
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mosi_text"
 
 
 def load_mosi(data: Path) -> LabelTable:
@@ -80,7 +82,7 @@ def load_mosi(data: Path) -> LabelTable:
 def main() -> int:
     """Extract, train every model, write the report."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "mosi_text"))
+    ap.add_argument("--data", default=str(DEFAULT_DATA))
     ap.add_argument("--work", default=str(ROOT / "runs" / "mosi_text"), help="cache and run directories")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--models", nargs="+", default=[m[0] for m in MODELS], help="subset of the run names")

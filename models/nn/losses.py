@@ -1,9 +1,10 @@
-"""Auxiliary training losses of the zoo: masked reconstruction, the multilingual paper's NCE, modality-budget
-decisions."""
+"""Auxiliary training losses of the zoo: masked reconstruction, the multilingual paper's NCE, AdaMML's decision loss."""
 
 from __future__ import annotations
 
 import torch
+
+from models.nn.masking import masked_mean
 
 
 def masked_mse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -43,12 +44,15 @@ def nce_loss(x: torch.Tensor, y: torch.Tensor, valid: torch.Tensor | None = None
     return loss / n if reduction == "mean" else loss
 
 
-def modality_budget_loss(decisions: torch.Tensor, window_mask: torch.Tensor, target: float) -> torch.Tensor:
-    """Squared gap between the mean number of modalities selected per window and a target number.
+def decision_loss(decisions: torch.Tensor, window_mask: torch.Tensor, target: float) -> torch.Tensor:
+    """AdaMML's decision loss (multilingual MSA paper, Section 5.2): the mean over samples of the mean over a
+    sample's windows of |number of modalities selected - target|.
 
-    decisions (B, W, M) in [0, 1] (hard Gumbel-softmax samples keep their gradient), window_mask (B, W).
+    decisions (B, W, M) in {0, 1} (hard Gumbel-softmax samples keep their gradient), window_mask (B, W): the
+    windows L_i of each sample. A sample without any window is left out of the outer mean; none at all gives 0.
     """
-    wm = window_mask.to(decisions.dtype)
-    per_window = decisions.sum(-1)                                        # (B, W)
-    mean_selected = (per_window * wm).sum() / wm.sum().clamp(min=1.0)
-    return (mean_selected - target) ** 2
+    wm = (window_mask > 0).to(decisions.dtype)
+    gap = (decisions.sum(-1) - target).abs()                              # (B, W)
+    per_sample = masked_mean(gap.unsqueeze(-1), wm).squeeze(-1)           # 1/L_i sum_l |...|
+    has_window = wm.amax(-1)
+    return (per_sample * has_window).sum() / has_window.sum().clamp(min=1.0)

@@ -1,21 +1,24 @@
-"""AdaMML (Panda, Chen, Fan, et al.; ICCV 2021) as adapted for sentiment in the multilingual paper.
+"""AdaMML (Panda et al., ICCV 2021) with contextual LSTM fusion, as the multilingual MSA paper uses it.
 
-Each segment is split into W equal windows. Per window, a light policy network (a linear embedding of each
-modality's window mean, an LSTM over the windows) emits for every modality k two logits, and a
-Gumbel-softmax sample (straight-through, hard one-hot, temperature tau) decides u_{w,k} in {0, 1}: use
-modality k in window w or skip it. The selected modalities' recognition networks give window features
-f_{w,k}; the fused window vector is [u_{w,1} f_{w,1}; ...; u_{w,K} f_{w,K}], and a contextual LSTM over
-the windows fuses them into the segment representation that the head reads (the multilingual paper's
-"contextual LSTM fusion", replacing AdaMML's average of per-segment predictions).
-Loss: task loss + decision_weight * (mean over windows of sum_k u_{w,k} - target_modalities)^2, the
-decision loss pulling the number of modalities used per window towards a target. At evaluation the policy
-takes the argmax decision (no noise). A modality absent from a sample ("present" = 0) is never selected.
+Paper: ../shared/papers/multilingual-msa.md, Section 5.2 (model, losses), 7.2 (Table 1, Figure 4, dropout
+placements); the fidelity table is docs/fidelity/adamml.md. Each segment's valid steps are split into W equal
+windows and each modality's window mean x_{l,m} is taken. The policy network (AdaMML's: a per-modality
+embedding of the window, an LSTM over the windows, two logits per modality) decides PL_{l,m} in {0, 1} with a
+Gumbel-softmax sample (straight-through hard one-hot, temperature tau, annealed per epoch): use modality m in
+window l or zero it out ("zeroing out features from specific modalities entirely within each window"). The
+gated windows go to Poria et al.'s hierarchical contextual LSTM fusion: one contextual LSTM per modality over
+the windows, their outputs concatenated into the final contextual LSTM, whose last output (many-to-one) is
+the sentiment feature the head reads. At evaluation the policy takes its argmax decision (no noise).
 
-Defaults from AdaMML: Gumbel temperature 5 decayed by 0.965 per epoch (via `set_epoch`), a one-layer policy
-LSTM of 256 units. Chosen here (not stated for this adaptation): 8 windows, recognition networks that are
-two-layer MLPs (128 units) on each window's mean feature (the features are already extracted, so the
-expensive per-modality backbone of the paper is the upstream extractor), contextual LSTM of 128 units,
-dropout 0.3, target 2 modalities per window, decision weight 1.0.
+Losses (Section 5.2): the task loss (MAE in the paper: `task.loss: l1` in the recipe) and the optional
+decision loss DL = 1/N sum_i 1/L_i sum_l |sum_m PL_{l,m} - Target| (`decision_loss`, `target_modalities`).
+Dropout (7.2, Figure 4) sits on the policy network's inputs (`policy_dropout`) and on the fusion network's
+inputs (`fusion_dropout`); the paper's "*" variant has only the latter. A modality absent from a sample
+("present" = 0) is never selected.
+
+From AdaMML: Gumbel temperature 5 decayed by 0.965 per epoch, a one-layer policy LSTM of 256 units. The paper
+is silent on (chosen, documented in the fidelity table): 8 windows, policy embedding 64, contextual LSTMs of
+128 units, dropout rate 0.3.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import torch
 from torch import nn
 
 from models.base import ModelOutput, ModelSpec, SentimentModel
-from models.nn.losses import modality_budget_loss
+from models.nn.losses import decision_loss
 from models.nn.masking import last_valid, window_pool
 from models.nn.modalities import available_modalities, check_modalities, modality_dim, require_keys
 from models.nn.rnn import run_rnn
@@ -36,29 +39,39 @@ from pipeline.modalities import MODALITIES
 
 @dataclass
 class AdaMMLConfig(ConfigBase):
-    """AdaMML hyperparameters (see the module docstring for which come from the paper)."""
+    """AdaMML + contextual LSTM hyperparameters (see the module docstring for which come from the papers)."""
 
     modalities_used: list[str] = field(default_factory=lambda: ["text", "audio", "visual"])  # those present
     n_windows: int = 8
     policy_embed: int = 64
     policy_hidden: int = 256
-    feature_dim: int = 128
-    fusion_hidden: int = 128
+    context_hidden: int = 128        # each modality's contextual LSTM
+    fusion_hidden: int = 128         # the final contextual LSTM
+    unimodal_context: bool = True    # Poria's hierarchy; False: one contextual LSTM over the concatenated windows
     dropout: float = 0.3
+    policy_dropout: bool = True      # dropout on the policy network's inputs (Figure 4, first FR -> FR)
+    fusion_dropout: bool = True      # dropout on the fusion network's inputs (both figures)
     temperature: float = 5.0
     temperature_decay: float = 0.965
+    decision_loss: bool = False      # Table 1 "No DL target"; True with target_modalities 2 = "DL target=2"
     target_modalities: float = 2.0
-    decision_weight: float = 1.0
+    decision_weight: float = 1.0     # the paper adds DL to the task loss unweighted
     use_policy: bool = True          # ablation: False selects every present modality in every window
 
 
 class AdaMML(SentimentModel):
-    """Per-window Gumbel-softmax modality selection with contextual LSTM fusion."""
+    """Per-window Gumbel-softmax modality selection with hierarchical contextual LSTM fusion."""
 
     name = "adamml"
     Config = AdaMMLConfig
     aligned = False
-    ablatable = ("use_policy",)
+    ablatable = ("use_policy", "policy_dropout", "fusion_dropout", "unimodal_context")
+    # Table 1's AdaMML rows and Figure 4's dropout variant
+    ablations = {
+        "No DL target": {"decision_loss": False},
+        "DL target=2": {"decision_loss": True, "target_modalities": 2.0},
+        "dropout on fusion only": {"policy_dropout": False, "fusion_dropout": True},
+    }
 
     def __init__(self, config: AdaMMLConfig, spec: ModelSpec) -> None:
         super().__init__(config, spec)
@@ -67,20 +80,24 @@ class AdaMML(SentimentModel):
         if cfg.n_windows < 1:
             raise ConfigError(f"model.{self.name}.n_windows must be >= 1, got {cfg.n_windows}")
         self.used = available_modalities(spec, cfg.modalities_used, self.name)
-        if not 0 <= cfg.target_modalities <= len(self.used):
+        if cfg.decision_loss and not 0 <= cfg.target_modalities <= len(self.used):
             raise ConfigError(f"model.{self.name}.target_modalities must lie in [0, {len(self.used)}] (the number "
                               f"of modalities used: {', '.join(self.used)}), got {cfg.target_modalities}")
         if cfg.temperature <= 0 or not 0 < cfg.temperature_decay <= 1:
             raise ConfigError(f"model.{self.name}: temperature must be > 0 and temperature_decay in (0, 1]")
+        if not 0 <= cfg.dropout < 1:
+            raise ConfigError(f"model.{self.name}.dropout must lie in [0, 1), got {cfg.dropout}")
         dims = {m: modality_dim(spec, [m], self.name) for m in self.used}
         self.policy_embed = nn.ModuleDict({m: nn.Linear(dims[m], cfg.policy_embed) for m in self.used})
         self.policy_rnn = nn.LSTM(cfg.policy_embed * len(self.used), cfg.policy_hidden, 1, batch_first=True)
         self.policy_head = nn.Linear(cfg.policy_hidden, 2 * len(self.used))
-        self.recognition = nn.ModuleDict({
-            m: nn.Sequential(nn.Linear(dims[m], cfg.feature_dim), nn.ReLU(), nn.Dropout(cfg.dropout),
-                             nn.Linear(cfg.feature_dim, cfg.feature_dim), nn.ReLU())
-            for m in self.used})
-        self.fusion_rnn = nn.LSTM(cfg.feature_dim * len(self.used), cfg.fusion_hidden, 1, batch_first=True)
+        if cfg.unimodal_context:
+            self.context_rnn = nn.ModuleDict({m: nn.LSTM(dims[m], cfg.context_hidden, 1, batch_first=True)
+                                              for m in self.used})
+            fusion_in = cfg.context_hidden * len(self.used)
+        else:
+            fusion_in = sum(dims.values())
+        self.fusion_rnn = nn.LSTM(fusion_in, cfg.fusion_hidden, 1, batch_first=True)
         self.dropout = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(cfg.fusion_hidden, spec.n_outputs)
         self.tau = cfg.temperature
@@ -90,7 +107,7 @@ class AdaMML(SentimentModel):
         self.tau = self.config.temperature * self.config.temperature_decay ** epoch
 
     def _decide(self, logits: torch.Tensor, available: torch.Tensor) -> torch.Tensor:
-        """Hard decisions (B, W, M): Gumbel-softmax straight-through when training, argmax otherwise."""
+        """Hard decisions PL (B, W, M): Gumbel-softmax straight-through when training, argmax otherwise."""
         b, w, _ = logits.shape
         pairs = logits.view(b, w, len(self.used), 2)
         if not self.config.use_policy:
@@ -102,7 +119,7 @@ class AdaMML(SentimentModel):
         return onehot[..., 1] * available
 
     def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
-        """Pool windows, decide modalities per window, fuse the selected features over windows."""
+        """Pool windows, decide modalities per window, fuse the kept windows with the contextual LSTMs."""
         cfg = self.config
         require_keys(batch, [k for m in self.used for k in (m, f"{m}_mask")], self.name)
         pooled, wmasks = [], []
@@ -116,18 +133,23 @@ class AdaMML(SentimentModel):
             avail = avail * batch["present"].float()[:, idx].unsqueeze(1)
         window_mask = (avail.sum(-1) > 0).float()                                 # (B, W)
         # Windows are left-aligned (a short sequence leaves trailing windows empty), so the policy and the
-        # fusion LSTM read each row's windows up to its last non-empty one.
+        # contextual LSTMs read each row's windows up to its last non-empty one.
         span = self._span_mask(window_mask)
-        policy_in = torch.cat([self.policy_embed[m](p) for m, p in zip(self.used, pooled)], -1)
-        policy_states, _ = run_rnn(self.policy_rnn, policy_in, span)
+        policy_in = [self.dropout(p) if cfg.policy_dropout else p for p in pooled]
+        policy_states, _ = run_rnn(self.policy_rnn, torch.cat(
+            [self.policy_embed[m](p) for m, p in zip(self.used, policy_in)], -1), span)
         logits = self.policy_head(policy_states)
         decisions = self._decide(logits, avail)
-        feats = [self.recognition[m](p) * decisions[..., i:i + 1] for i, (m, p) in enumerate(zip(self.used, pooled))]
-        fused_seq, _ = run_rnn(self.fusion_rnn, torch.cat(feats, -1), span)
-        fused = last_valid(fused_seq, span)
-        prediction = self.head(self.dropout(fused))
-        rate = (decisions * window_mask.unsqueeze(-1)).sum((0, 1)) / window_mask.sum().clamp(min=1.0)
+        kept = [p * decisions[..., i:i + 1] for i, p in enumerate(pooled)]         # skipped windows are zeros
+        if cfg.fusion_dropout:
+            kept = [self.dropout(k) for k in kept]
+        if cfg.unimodal_context:
+            kept = [run_rnn(self.context_rnn[m], k, span)[0] for m, k in zip(self.used, kept)]
+        fused_seq, _ = run_rnn(self.fusion_rnn, torch.cat(kept, -1), span)
+        fused = last_valid(fused_seq, span)                                       # many-to-one: the last output
+        prediction = self.head(fused)
         per_row = (decisions * window_mask.unsqueeze(-1)).sum(1) / window_mask.sum(1, keepdim=True).clamp(min=1.0)
+        rate = (decisions * window_mask.unsqueeze(-1)).sum((0, 1)) / window_mask.sum().clamp(min=1.0)
         return ModelOutput(prediction, {"fused": fused},
                            {"decisions": decisions, "window_mask": window_mask, "policy_logits": logits,
                             "selection_rate": dict(zip(self.used, rate.detach().tolist())),
@@ -142,10 +164,10 @@ class AdaMML(SentimentModel):
         return (pos.unsqueeze(0) <= last).to(window_mask.dtype)
 
     def loss_terms(self, batch: dict[str, torch.Tensor], output: ModelOutput) -> dict[str, torch.Tensor]:
-        """Task loss plus the weighted decision (modality budget) loss."""
+        """The task loss, plus the weighted decision loss when it is switched on."""
         cfg = self.config
         terms = {"task": self.task_loss(output.prediction, batch["label"])}
-        if cfg.use_policy and cfg.decision_weight > 0:
-            terms["decision"] = cfg.decision_weight * modality_budget_loss(
+        if cfg.use_policy and cfg.decision_loss and cfg.decision_weight > 0:
+            terms["decision"] = cfg.decision_weight * decision_loss(
                 output.extras["decisions"], output.extras["window_mask"], cfg.target_modalities)
         return terms
