@@ -151,11 +151,11 @@ class ExtractionRunner:
         args = (self.config.to_dict(), str(self.cache.root), str(self.device), self.only)
         return IsolatedWorker(f"{__name__}:batch_server", args, self.config.extraction.malloc_mmap_threshold)
 
-    def _budget(self, paths: list[Path], extras: dict[str, dict[str, Any]]) -> float:
+    def _budget(self, paths: list[Path], extras: dict[str, dict[str, Any]] | None = None) -> float:
         ex = self.config.extraction
         total = 0.0
         for p in paths:
-            _, pre = pipelined.split_prepared(extras.get(str(p), {}))
+            _, pre = pipelined.split_prepared((extras or {}).get(str(p), {}))
             try:
                 info = pre["info"] if pre else probe(p)
                 seconds = info.budget_seconds   # what the packets hold, not what a header claims
