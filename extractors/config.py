@@ -27,6 +27,11 @@ class ExtractionConfig(ConfigBase):
     # peak for 2x length by default, +18 MiB with 131072); None keeps glibc's dynamic threshold
     malloc_mmap_threshold: int | None = 131072
     trim_heap_after_extractor: bool = True   # malloc_trim(0) after each extractor's batch (glibc only)
+    # extractors/pipelined.py: probe and hash files in a background thread ahead of compute, and cut batches from
+    # runs of `bucket_batches` x batch_size files sorted by length; False = batches in input order, probed in turn
+    pipeline: bool = True
+    prefetch_files: int = 16              # files probed and hashed ahead of the batch being computed (at least)
+    bucket_batches: int = 4
 
 
 @dataclass

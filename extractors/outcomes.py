@@ -24,6 +24,7 @@ class ItemOutcome:
     duration: float = 0.0
     new_entries: int = 0                                        # entries this run wrote (ok or missing)
     warnings: list[str] = field(default_factory=list)           # made, but flawed: truncated media, doubtful ASR
+    stages: dict[str, float] = field(default_factory=dict)      # seconds per stage of its batch, shared evenly
 
     def notes(self) -> str:
         """Short human summary of missing/failed modalities and of warnings about what was made."""
@@ -38,6 +39,12 @@ class ExtractionSummary:
     items: list[ItemOutcome] = field(default_factory=list)
     extractors: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    stages: dict[str, float] = field(default_factory=dict)      # seconds per stage (extractor, decode, probe)
+
+    @property
+    def media_seconds(self) -> float:
+        """Seconds of media the run's inputs hold."""
+        return sum(i.duration for i in self.items)
 
     def count(self, status: str) -> int:
         """How many items ended with `status`."""
@@ -62,8 +69,8 @@ class ExtractionSummary:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
-        return {"seconds": self.seconds, "extractors": self.extractors,
-                "items": [vars(i) for i in self.items]}
+        return {"seconds": self.seconds, "media_seconds": self.media_seconds, "extractors": self.extractors,
+                "stages": self.stages, "items": [vars(i) for i in self.items]}
 
 
 def _short(path: str) -> str:

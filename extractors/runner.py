@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 from tqdm import tqdm
 
+from extractors import pipelined, stages
 from extractors.base import Extractor, Features, FeatureUnavailable, MediaItem
 from extractors.config import ExtractionConfig, SentiFlowConfig
 from extractors.isolation import Interrupted, IsolatedWorker
@@ -106,6 +107,7 @@ class ExtractionRunner:
             on_item: Callable[[ItemOutcome], None] | None = None) -> ExtractionSummary:
         """Extract features for every media file under `paths` into the cache."""
         start = time.perf_counter()
+        stages.take()     # this run's stage seconds only
         self.cache.check_writable()
         self.cache.clean_stale_temp()
         files, unusable = discover_media(paths)
@@ -113,16 +115,20 @@ class ExtractionRunner:
         summary = ExtractionSummary(items=list(outcomes), extractors=[e.name for e in self.extractors])
         for o in outcomes:
             self.cache.log_failure({"path": o.path, "extractor": None, "reason": o.reason})
-        bs = max(1, self.config.extraction.batch_size)
-        worker = self._worker() if self.config.extraction.isolate else None
+        ex = self.config.extraction
+        bs = max(1, ex.batch_size)
+        worker = self._worker() if ex.isolate else None
         bar = tqdm(total=len(files), unit="file", desc="extract", disable=not progress, dynamic_ncols=True)
+        if ex.pipeline:     # probed ahead in a background thread, bucketed by length (extractors/pipelined.py)
+            batches = pipelined.feed(files, extras or {}, bs, ex.prefetch_files, ex.bucket_batches)
+        else:
+            batches = ((files[b: b + bs], extras or {}) for b in range(0, len(files), bs))
         try:
-            for b in range(0, len(files), bs):
-                chunk = files[b: b + bs]
+            for chunk, chunk_extras in batches:
                 if worker is not None:
-                    results = self._run_isolated(worker, chunk, extras or {})
+                    results = self._run_isolated(worker, chunk, chunk_extras)
                 else:
-                    results = self.run_batch(chunk, extras or {})
+                    results = self.run_batch(chunk, chunk_extras)
                 summary.items.extend(results)
                 for r in results:
                     if on_item:
@@ -133,6 +139,11 @@ class ExtractionRunner:
             bar.close()
             if worker is not None:
                 worker.close()
+        order = {str(p): i for i, p in enumerate(files)}
+        summary.items.sort(key=lambda o: order.get(o.path, -1))   # input order, however the batches were cut
+        for o in summary.items:
+            stages.merge(summary.stages, o.stages)
+        stages.merge(summary.stages, stages.take())    # work done in this process (the feed's probes)
         summary.seconds = time.perf_counter() - start
         return summary
 
@@ -140,12 +151,14 @@ class ExtractionRunner:
         args = (self.config.to_dict(), str(self.cache.root), str(self.device), self.only)
         return IsolatedWorker(f"{__name__}:batch_server", args, self.config.extraction.malloc_mmap_threshold)
 
-    def _budget(self, paths: list[Path]) -> float:
+    def _budget(self, paths: list[Path], extras: dict[str, dict[str, Any]] | None = None) -> float:
         ex = self.config.extraction
         total = 0.0
         for p in paths:
+            _, pre = pipelined.split_prepared((extras or {}).get(str(p), {}))
             try:
-                seconds = probe(p).budget_seconds   # what the packets hold, not what a header claims
+                info = pre["info"] if pre else probe(p)
+                seconds = info.budget_seconds   # what the packets hold, not what a header claims
             except MediaError:
                 seconds = 0.0
             total += ex.timeout_seconds + ex.timeout_per_media_second * seconds
@@ -156,7 +169,7 @@ class ExtractionRunner:
         """Run a batch in the child; if it must be stopped, retry item by item to single out the culprit."""
         limit = int(self.config.extraction.max_memory_gib * 2**30)
         sub_extras = {str(p): extras.get(str(p), {}) for p in paths}
-        res = worker.run(([str(p) for p in paths], sub_extras), self._budget(paths), limit)
+        res = worker.run(([str(p) for p in paths], sub_extras), self._budget(paths, sub_extras), limit)
         if not isinstance(res, Interrupted):
             return [ItemOutcome(**d) for d in res]
         if len(paths) == 1:
@@ -170,9 +183,11 @@ class ExtractionRunner:
 
     def _prepare(self, path: Path, extras: dict[str, dict[str, Any]]) -> tuple[MediaItem | None, ItemOutcome]:
         outcome = ItemOutcome(path=str(path))
+        item_extras, pre = pipelined.split_prepared(extras.get(str(path), {}))
         try:
-            info = probe(path)
-            media_hash = hash_file(path)
+            with stages.timed(stages.PREPARE):
+                info = pre["info"] if pre else probe(path)
+                media_hash = pre["media_hash"] if pre else hash_file(path)
             outcome.media_hash = media_hash
             outcome.duration = info.duration
             if info.truncated:
@@ -184,8 +199,7 @@ class ExtractionRunner:
         except OSError as exc:
             outcome.reason = f"{path}: cannot read ({os_reason(exc)})"
             return None, outcome
-        return MediaItem(path=str(path), media_hash=media_hash, info=info,
-                         extras=dict(extras.get(str(path), {}))), outcome
+        return MediaItem(path=str(path), media_hash=media_hash, info=info, extras=item_extras), outcome
 
     def run_batch(self, paths: list[Path], extras: dict[str, dict[str, Any]]) -> list[ItemOutcome]:
         """Process one batch in this process (probe, hash, every extractor, cache writes)."""
@@ -222,7 +236,8 @@ class ExtractionRunner:
                 self._attach_upstream(extractor, item, out)
             try:
                 if todo:
-                    self._extract(extractor, todo)
+                    with stages.timed(extractor.name):
+                        self._extract(extractor, todo)
             finally:
                 for _, _, key in todo:
                     self.cache.release(key)
@@ -241,8 +256,10 @@ class ExtractionRunner:
             else:
                 out.status = DONE
         dt = (time.perf_counter() - t0) / max(1, len(paths))
+        shares = {k: v / max(1, len(paths)) for k, v in stages.take().items()}
         for _, out in prepared:
             out.seconds = dt
+            out.stages = dict(shares)
             if out.status == FAILED:
                 self.cache.log_failure({"path": out.path, "media_hash": out.media_hash, "extractor": None,
                                         "reason": out.reason})

@@ -127,6 +127,16 @@ def ensure_limit(name: str, slots: int) -> None:
                 pass
 
 
+def stage_rows(outcomes: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Seconds per stage (probe, decode, each extractor) summed over outcome dicts, costliest first."""
+    from extractors.stages import merge
+
+    total: dict[str, float] = {}
+    for o in outcomes:
+        merge(total, o.get("stages") or {})
+    return [{"stage": k, "seconds": round(v, 3)} for k, v in sorted(total.items(), key=lambda kv: -kv[1])]
+
+
 def _batches(items: list[str], size: int) -> list[list[str]]:
     return [items[i: i + size] for i in range(0, len(items), size)]
 
@@ -156,6 +166,7 @@ def extract_media(paths: Sequence[str | Path], cache: str, config: dict[str, Any
     progress_id = create_progress_artifact(progress=0.0, key=f"{artifact_prefix}-progress",
                                            description=f"{len(files)} file(s) in {len(batches)} batch(es)")
     finished = 0
+    extracted: list[dict[str, Any]] = []      # outcome dicts of the batches that ran, for the stage table
 
     def advance(n: int) -> None:
         nonlocal finished
@@ -189,6 +200,7 @@ def extract_media(paths: Sequence[str | Path], cache: str, config: dict[str, Any
         except Exception as exc:  # noqa: BLE001 - one failed batch never stops the others
             outcomes = [{"path": p, "status": "failed", "reason": f"batch failed: {exc}", "extractors": {}}
                         for p in todo]
+        extracted.extend(outcomes)
         for o in outcomes:
             rows.append({"file": o["path"], "status": o["status"], "reason": o.get("reason") or _notes(o)})
         advance(len(todo))
@@ -198,7 +210,11 @@ def extract_media(paths: Sequence[str | Path], cache: str, config: dict[str, Any
                           description=f"{counts['done']} done, {counts['cached']} cached, {counts['failed']} failed "
                                       f"of {len(rows)} into cache {cache} on {dev} "
                                       f"(extractors: {', '.join(only or cfg.extraction.extractors)})")
-    return {"counts": counts, "rows": rows, "cache": cache, "device": dev}
+    stages = stage_rows(extracted)
+    if stages:
+        create_table_artifact(table=stages, key=f"{artifact_prefix}-stages",
+                              description=f"seconds per stage over the {len(extracted)} file(s) extracted on {dev}")
+    return {"counts": counts, "rows": rows, "cache": cache, "device": dev, "stages": stages}
 
 
 @flow(name="extract", log_prints=True)

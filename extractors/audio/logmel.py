@@ -10,8 +10,9 @@ import torchaudio
 
 from extractors.audio.frames import frame_times, iter_frame_segments, run_batched_segments
 from extractors.base import ExtractionFailed, Extractor, Features, FeatureUnavailable, MediaItem, sequence_features
+from extractors.stages import decoded_audio
 from pipeline.config import ConfigBase
-from pipeline.media import MediaError, iter_audio
+from pipeline.media import MediaError
 
 
 @dataclass
@@ -67,7 +68,7 @@ class LogMelExtractor(Extractor):
         def failed(i: int, exc: Exception) -> None:
             results[i] = ExtractionFailed(str(exc)) if isinstance(exc, MediaError) else exc
 
-        streams = {i: iter_frame_segments(iter_audio(item.path, self.sample_rate, self.media.audio_chunk_seconds),
+        streams = {i: iter_frame_segments(decoded_audio(item.path, self.sample_rate, self.media.audio_chunk_seconds),
                                           c.n_fft, c.hop_length, c.segment_frames)
                    for i, item in enumerate(batch)}
         per_item = run_batched_segments(

@@ -23,8 +23,9 @@ from opensmile.core.define import FeatureSet
 from opensmile.core.lib import OpenSMILE
 
 from extractors.base import ExtractionFailed, Extractor, Features, FeatureUnavailable, MediaItem, sequence_features
+from extractors.stages import decoded_audio
 from pipeline.config import ConfigBase, ConfigError
-from pipeline.media import MediaError, iter_audio
+from pipeline.media import MediaError
 
 FEATURE_SETS = ("eGeMAPSv02", "ComParE_2016")
 LLD_SINK, FUNC_SINK, SOURCE = "extsinklld", "extsinkfunc", "extsource"
@@ -102,7 +103,7 @@ class OpenSmileExtractor(Extractor):
             func_names = [smile.external_sink_get_element_name(FUNC_SINK, i)
                           for i in range(smile.external_sink_get_num_elements(FUNC_SINK))]
             try:
-                for chunk in iter_audio(path, self.sample_rate, self.media.audio_chunk_seconds):
+                for chunk in decoded_audio(path, self.sample_rate, self.media.audio_chunk_seconds):
                     samples = np.clip(np.asarray(chunk, np.float32) * 32768.0, -32768, 32767).astype(np.int16)
                     smile.external_audio_source_write_data(SOURCE, samples.tobytes())
             except MediaError as exc:

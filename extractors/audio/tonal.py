@@ -11,8 +11,9 @@ import torch
 
 from extractors.audio.frames import frame_times, iter_frame_segments
 from extractors.base import ExtractionFailed, Extractor, Features, FeatureUnavailable, MediaItem, sequence_features
+from extractors.stages import decoded_audio
 from pipeline.config import ConfigBase
-from pipeline.media import MediaError, iter_audio
+from pipeline.media import MediaError
 
 TONAL_SAMPLE_RATE = 22050  # librosa's native rate, which the multilingual paper's librosa features used
 
@@ -70,8 +71,8 @@ class TonalExtractor(Extractor):
         for item in batch:
             parts = []
             try:
-                for seg, n in iter_frame_segments(iter_audio(item.path, c.sample_rate, self.media.audio_chunk_seconds),
-                                                  c.n_fft, c.hop_length, c.segment_frames):
+                audio = decoded_audio(item.path, c.sample_rate, self.media.audio_chunk_seconds)
+                for seg, n in iter_frame_segments(audio, c.n_fft, c.hop_length, c.segment_frames):
                     parts.append(self.segment_features(seg, n))
             except MediaError as exc:
                 results.append(ExtractionFailed(str(exc)))

@@ -52,8 +52,9 @@ from extractors.text.speech_recognition import (
 )
 from extractors.text.speech_windows import iter_speech_windows
 from extractors.text.words import split_words
+from extractors.stages import decoded_audio
 from pipeline.config import ConfigBase, ConfigError
-from pipeline.media import MediaError, iter_audio, read_audio
+from pipeline.media import MediaError, read_audio
 from pipeline.transcripts import Transcript, TranscriptError, find_transcript
 
 SOURCES = ("labels", "sidecar", "asr")
@@ -309,7 +310,7 @@ class TranscriptExtractor(Extractor):
         how = "given" if language else ""
         uncertain: list[str] = []
         n_samples = 0
-        chunks = iter_audio(path, SPEECH_SAMPLE_RATE, c.asr_window_seconds)
+        chunks = decoded_audio(path, SPEECH_SAMPLE_RATE, c.asr_window_seconds)
         for start, audio in iter_speech_windows(chunks, SPEECH_SAMPLE_RATE, c.asr_window_seconds,
                                                 c.asr_cut_search_seconds, c.asr_cut_frame_seconds):
             n_samples += audio.size

@@ -21,6 +21,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--only", nargs="+", metavar="EXTRACTOR", help="run only these extractors")
     p.add_argument("--summary-json", help="also write the summary as JSON to this file")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--profile", action="store_true",
+                   help="also print seconds per stage (probe, decode, each extractor) and x real time")
     p.set_defaults(func=run_extract)
 
 
@@ -46,6 +48,10 @@ def run_extract(args: argparse.Namespace) -> int:
     runner = ExtractionRunner(config, cache, device=device, only=args.only)
     summary = runner.run(args.paths, progress=not args.no_progress)
     print(summary.table())
+    if args.profile:
+        from extractors.stages import table
+
+        print(table(summary.stages, summary.seconds, summary.media_seconds))
     if args.summary_json:
         Path(args.summary_json).write_text(json_dumps(summary.to_dict(), indent=1), encoding="utf-8")
     if not summary.any_succeeded:

@@ -133,3 +133,22 @@ def test_score_flow_pre_extracts_exactly_the_sources_the_run_reads(monkeypatch, 
     score_flow.score.fn(folder=str(inbox), run_dir=str(run), cache=str(tmp_path / "cache"),
                         out=str(tmp_path / "s.csv"))
     assert asked["only"] == expected
+
+
+def test_stage_rows_sum_the_runner_outcomes_costliest_first(tmp_path: Path) -> None:
+    from extractors.config import SentiFlowConfig
+    from extractors.runner import ExtractionRunner
+    from flows.extract import stage_rows
+    from pipeline.cache import FeatureCache
+    from tests.helpers.media_factory import make_clip
+
+    clips = [make_clip(tmp_path / f"c{i}.mp4", seconds=1.0 + i) for i in range(2)]
+    cfg = SentiFlowConfig()
+    cfg.extraction.extractors, cfg.extraction.isolate = ["logmel"], False
+    summary = ExtractionRunner(cfg, FeatureCache(tmp_path / "cache")).run(clips, progress=False)
+    rows = stage_rows([vars(o) for o in summary.items])
+    assert {r["stage"] for r in rows} == {"probe+hash", "decode:audio", "logmel"}
+    assert [r["seconds"] for r in rows] == sorted((r["seconds"] for r in rows), reverse=True)
+    logmel = next(r["seconds"] for r in rows if r["stage"] == "logmel")
+    assert logmel == pytest.approx(sum(o.stages["logmel"] for o in summary.items), abs=1e-3) and logmel > 0
+    assert stage_rows([{"path": "x", "status": "failed"}]) == []
