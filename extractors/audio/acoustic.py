@@ -43,7 +43,7 @@ class AcousticExtractor(Extractor):
     RMS energy in dBFS and zero-crossing rate."""
 
     name = "acoustic"
-    version = "1"
+    version = "2"   # 2: features of a segment no longer depend on the clips sharing its batch
     modality = "audio"
     Config = AcousticConfig
     requires = frozenset({"audio"})
