@@ -131,11 +131,24 @@ def _batches(items: list[str], size: int) -> list[list[str]]:
     return [items[i: i + size] for i in range(0, len(items), size)]
 
 
+def log_failures(cache: str, failures: Sequence[tuple[str, str]]) -> None:
+    """Append (path, reason) failures found before extraction to the cache's failures.jsonl, as the runner does."""
+    from pipeline.cache import FeatureCache
+
+    if not failures:
+        return
+    feature_cache = FeatureCache(Path(cache), create=True)
+    for path, why in failures:
+        feature_cache.log_failure({"path": path, "extractor": None, "reason": why})
+
+
 def extract_media(paths: Sequence[str | Path], cache: str, config: dict[str, Any] | None = None, device: str = "auto",
                   only: list[str] | None = None, extras: dict[str, dict[str, Any]] | None = None,
                   orchestration: dict[str, Any] | None = None, artifact_prefix: str = "extract",
-                  problems: Sequence[str] = ()) -> dict[str, Any]:
-    """Inside a flow: plan and extract `paths` batch by batch as tasks; returns counts and per-file rows."""
+                  problems: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
+    """Inside a flow: plan and extract `paths` batch by batch as tasks; returns counts and per-file rows.
+    `problems` are (expected path, reason) of files known to be absent (a dataset's labelled clips without media):
+    like paths that do not exist, they are rows marked failed and records in the cache's failures.jsonl."""
     from extractors.config import SentiFlowConfig
     from pipeline.media import discover_media
     from pipeline.system import resolve_device
@@ -145,9 +158,9 @@ def extract_media(paths: Sequence[str | Path], cache: str, config: dict[str, Any
     config = cfg.to_dict()
     dev = str(resolve_device(device))
     files, missing = discover_media(paths)
-    rows: list[dict[str, Any]] = [{"file": o.path, "status": "failed", "reason": o.reason} for o in missing]
-    rows += [{"file": p.split(": ", 1)[0], "status": "failed", "reason": p.split(": ", 1)[1]}
-             for p in problems if ": " in p]
+    unusable = [*missing, *problems]
+    rows: list[dict[str, Any]] = [{"file": path, "status": "failed", "reason": why} for path, why in unusable]
+    log_failures(cache, unusable)
     size = orch.files_per_task
     batches = _batches([str(f) for f in files], max(1, size))
     slots = orch.device_slots_gpu if dev.startswith("cuda") else orch.device_slots_cpu
