@@ -13,6 +13,9 @@ from flows import environment as settings
 from flows.corpus import open_corpus
 from flows.report import attach_report
 from flows.train import metrics_markdown
+from flows.outcome import quiet_expected_failures
+
+quiet_expected_failures()   # expected failures in the flow-run log: one line, no traceback
 
 INLINE_PLOT_BYTES = 1_500_000   # plots up to this size are embedded in the artifact; larger ones are linked
 

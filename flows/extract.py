@@ -22,6 +22,10 @@ from prefect.futures import as_completed
 
 from flows import environment as settings
 from flows.corpus import open_corpus
+from flows.outcome import completed, failure_note, one_line, quiet_expected_failures
+from pipeline.errors import SentiFlowError
+
+quiet_expected_failures()   # expected failures in the flow-run log: one line, no traceback
 
 TRANSIENT_ERRNOS = {errno.EAGAIN, errno.EBUSY, errno.EINTR, errno.ETIMEDOUT, errno.EMFILE, errno.ENFILE,
                     errno.ECONNRESET, errno.ECONNREFUSED}
@@ -127,10 +131,6 @@ def ensure_limit(name: str, slots: int) -> None:
                 pass
 
 
-def _batches(items: list[str], size: int) -> list[list[str]]:
-    return [items[i: i + size] for i in range(0, len(items), size)]
-
-
 def log_failures(cache: str, failures: Sequence[tuple[str, str]]) -> None:
     """Append (path, reason) failures found before extraction to the cache's failures.jsonl, as the runner does."""
     from pipeline.cache import FeatureCache
@@ -140,6 +140,10 @@ def log_failures(cache: str, failures: Sequence[tuple[str, str]]) -> None:
     feature_cache = FeatureCache(Path(cache), create=True)
     for path, why in failures:
         feature_cache.log_failure({"path": path, "extractor": None, "reason": why})
+
+
+def _batches(items: list[str], size: int) -> list[list[str]]:
+    return [items[i: i + size] for i in range(0, len(items), size)]
 
 
 def extract_media(paths: Sequence[str | Path], cache: str, config: dict[str, Any] | None = None, device: str = "auto",
@@ -214,19 +218,34 @@ def extract_media(paths: Sequence[str | Path], cache: str, config: dict[str, Any
     return {"counts": counts, "rows": rows, "cache": cache, "device": dev}
 
 
+class NothingExtracted(SentiFlowError, RuntimeError):
+    """Not one file of an extraction run could be extracted (the message gives the first reasons)."""
+
+
+def failed_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of an extraction summary whose file failed."""
+    return [r for r in rows if r["status"] == "failed"]
+
+
 @flow(name="extract", log_prints=True)
 def extract(dataset: str = "folder", root: str | None = None, cache: str | None = None, config: str | None = None,
             device: str = "auto", only: list[str] | None = None, folds: str | None = None,
             language: str | None = None, orchestration: dict[str, Any] | None = None) -> dict[str, int]:
-    """Extract features of a dataset (mosi, mosei, moseas, urfunny, mmsa) or a folder of videos into the cache."""
+    """Extract features of a dataset (mosi, mosei, moseas, urfunny, mmsa) or a folder of videos into the cache.
+    No splits are read (`folds` is accepted for symmetry with train and evaluate, and not used)."""
     from extractors.config import load_config
+    from pipeline.cache import FAILURE_LOG
 
-    ds = open_corpus(dataset, root, folds, language)
+    ds = open_corpus(dataset, root, language=language)
     cache_path = str(settings.cache_dir(cache))
     result = extract_media(ds.media, cache_path, load_config(settings.config_path(config)).to_dict(), device, only,
                            ds.extras(), orchestration, problems=ds.problems)
     counts = result["counts"]
-    print(f"{counts['done']} done, {counts['cached']} cached, {counts['failed']} failed -> {cache_path}")
+    summary = f"{counts['done']} done, {counts['cached']} cached, {counts['failed']} failed -> {cache_path}"
+    print(summary)
+    failed = failed_rows(result["rows"])
+    where = f"the extract-summary artifact and {Path(cache_path) / FAILURE_LOG}"
     if counts["done"] + counts["cached"] == 0:
-        raise RuntimeError(f"no file of {dataset} at {ds.root} could be extracted; see the extract-summary artifact")
-    return counts
+        raise NothingExtracted(one_line(f"no file of {dataset} at {ds.root} could be extracted: "
+                                        f"{failure_note(failed, where)}"))
+    return completed(summary, failed, where, counts)
