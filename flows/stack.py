@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from pipeline.errors import SentiFlowError
-from pipeline.system import pid_alive
 
 PREFECT = str(Path(sys.executable).parent / "prefect")   # the `prefect` command beside this Python
 STATE_FILE = "stack.json"
@@ -201,10 +200,10 @@ class PrefectStack:
     def stop(self) -> None:
         """Stop every process this stack started (its whole process group), newest first."""
         for proc in reversed(self.procs):
-            _stop_group(proc.pid, proc.poll)
+            stop_group(proc.pid, proc.poll)
         for rec in reversed(self.pids):
             if not any(p.pid == rec["pid"] for p in self.procs) and _is_ours(rec):
-                _stop_group(rec["pid"], lambda pid=rec["pid"]: None if pid_alive(pid) else 0)
+                stop_group(rec["pid"])
         (self.home / STATE_FILE).unlink(missing_ok=True)
 
     def save(self) -> Path:
@@ -253,10 +252,11 @@ def _is_ours(record: Mapping[str, Any]) -> bool:
     return bool(args) and running[-len(args):] == args            # comes first in /proc)
 
 
-def _stop_group(pid: int, poll: Callable[[], int | None], grace: float = 15.0) -> None:
-    """SIGTERM the process group led by `pid`, then SIGKILL it if it has not ended after `grace` seconds."""
-    if poll() is not None:
-        return
+def stop_group(pid: int, poll: Callable[[], int | None] = lambda: None, grace: float = 15.0) -> None:
+    """SIGTERM the process group led by `pid`, then SIGKILL it if any member is left after `grace` seconds.
+
+    `poll` reaps the leader when it is this process's child (Popen.poll), so a dead leader does not keep the group.
+    """
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(pid, sig)
@@ -264,6 +264,9 @@ def _stop_group(pid: int, poll: Callable[[], int | None], grace: float = 15.0) -
             return
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            if poll() is not None:
+            poll()
+            try:
+                os.killpg(pid, 0)
+            except ProcessLookupError:
                 return
             time.sleep(0.1)
