@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flows import environment
 from pipeline.corpora import load_dataset
 from pipeline.corpora.base import Dataset
@@ -9,13 +11,15 @@ from pipeline.corpora.folds import assign_splits
 
 
 def open_corpus(dataset: str, root: str | None = None, folds: str | None = None, language: str | None = None,
-                labelled_for: str = "", splits: bool = False) -> Dataset:
-    """Open `dataset` at `root` (or its SENTIFLOW_<DATASET>_ROOT). With `labelled_for` (e.g. "training"), a corpus
-    without labels is a FlowSettingError saying what needed them; with `splits`, the rows get their splits (folds:
-    the parameter, else SENTIFLOW_<DATASET>_FOLDS, else the dataset's own), otherwise no folds are read at all.
-    Prints the corpus summary to the flow log."""
+                labelled_for: str = "", options: dict[str, Any] | None = None, splits: bool = False) -> Dataset:
+    """Open `dataset` at `root` (or its SENTIFLOW_<DATASET>_ROOT); `options` go to its adapter (e.g. moseas
+    split / drop_neutral). With `labelled_for` (e.g. "training"), a corpus without labels is a FlowSettingError
+    saying what needed them; with `splits`, the rows get their splits (folds: the parameter, else
+    SENTIFLOW_<DATASET>_FOLDS, else the dataset's own), otherwise no folds are read at all. Prints the corpus
+    summary to the flow log."""
     root_path = environment.dataset_root(dataset, root)
-    ds = load_dataset(dataset, root_path, language=language)
+    options = {**(options or {}), **({"language": language} if language else {})}
+    ds = load_dataset(dataset, root_path, **options)
     if splits:
         assign_splits(ds, environment.folds_path(dataset, folds))
     if labelled_for and ds.table is None:

@@ -19,6 +19,7 @@ from flows import environment as settings
 from flows.corpus import open_corpus
 from flows.train import with_dataset_task
 from flows.outcome import quiet_expected_failures
+from models.recipes import apply_recipe
 from pipeline.corpora.folds import require_split
 
 quiet_expected_failures()   # expected failures in the flow-run log: one line, no traceback
@@ -44,7 +45,7 @@ def ablate(dataset: str = "mosi", root: str | None = None, model: str = "vae_amd
            runs: str | None = None, name: str | None = None, config: str | None = None, device: str = "auto",
            modality_sets: list[str] | None = None, components: list[str] | None = None,
            seeds: list[int] | None = None, options: dict[str, Any] | None = None, eval_split: str = "test",
-           folds: str | None = None, language: str | None = None) -> str:
+           folds: str | None = None, language: str | None = None, recipe: str | None = None) -> str:
     """Train `model` over modality subsets x switched-off components x seeds; returns the experiment dir."""
     from models.experiments.ablation import run_ablation
 
@@ -53,7 +54,8 @@ def ablate(dataset: str = "mosi", root: str | None = None, model: str = "vae_amd
     out = _out_dir("ablation", dataset, model, runs, name)
     result = run_ablation(settings.cache_dir(cache), ds.table, model, out, modality_sets=modality_sets,
                           components=components, seeds=tuple(seeds or (1, 2, 3)),
-                          options=with_dataset_task(options, ds.task), config_path=settings.config_path(config),
+                          options=with_dataset_task(apply_recipe(model, recipe, options), ds.task),
+                          config_path=settings.config_path(config),
                           device=device, eval_split=eval_split)
     publish_experiment(result, "ablation", f"ablation of {model} on {dataset}")
     return str(result.out_dir)
@@ -63,7 +65,8 @@ def ablate(dataset: str = "mosi", root: str | None = None, model: str = "vae_amd
 def crossval(dataset: str = "mosi", root: str | None = None, model: str = "vae_amdt", cache: str | None = None,
              runs: str | None = None, name: str | None = None, config: str | None = None, device: str = "auto",
              k: int = 10, seeds: list[int] | None = None, standard_split: bool = True,
-             options: dict[str, Any] | None = None, folds: str | None = None, language: str | None = None) -> str:
+             options: dict[str, Any] | None = None, folds: str | None = None, language: str | None = None,
+             recipe: str | None = None) -> str:
     """k-fold cross-validation grouped by source video, beside the standard split; returns the experiment dir."""
     from models.experiments.cross_validation import run_cross_validation
 
@@ -72,7 +75,7 @@ def crossval(dataset: str = "mosi", root: str | None = None, model: str = "vae_a
     out = _out_dir("crossval", dataset, model, runs, name)
     result = run_cross_validation(settings.cache_dir(cache), ds.table, model, out, folds=k,
                                   seeds=tuple(seeds or (1,)), standard_split=standard_split,
-                                  options=with_dataset_task(options, ds.task),
+                                  options=with_dataset_task(apply_recipe(model, recipe, options), ds.task),
                                   config_path=settings.config_path(config), device=device)
     publish_experiment(result, "crossval", f"{k}-fold cross-validation of {model} on {dataset}")
     return str(result.out_dir)
@@ -83,12 +86,17 @@ def transfer(source_dataset: str = "mosi", source_root: str | None = None, targe
              target_root: str | None = None, target_languages: list[str] | None = None, model: str = "crosslingual_nce",
              cache: str | None = None, runs: str | None = None, name: str | None = None, config: str | None = None,
              device: str = "auto", fractions: list[float] | None = None, seeds: list[int] | None = None,
-             options: dict[str, Any] | None = None, source_folds: str | None = None) -> str:
-    """Train on the source dataset's language; zero-/few-shot evaluation on each target language."""
-    from models.experiments.language_transfer import run_language_transfer
+             options: dict[str, Any] | None = None, source_folds: str | None = None, recipe: str | None = None,
+             source_language: str | None = None, source_options: dict[str, Any] | None = None,
+             target_options: dict[str, Any] | None = None) -> str:
+    """Train on the source dataset's language; zero-/few-shot evaluation on each target language. The multilingual
+    paper's setting: source and target moseas, source_language fr, targets es, both with options
+    {split: paper, drop_neutral: true} (its AdaMML rows; its Multilogue/NCE rows keep the neutral segments)."""
+    from models.experiments.language_transfer import DEFAULT_FRACTIONS, run_language_transfer
     from pipeline.labels import LabelTable
 
-    source = open_corpus(source_dataset, source_root, source_folds, labelled_for="experiments", splits=True)
+    source = open_corpus(source_dataset, source_root, source_folds, source_language, labelled_for="experiments",
+                         options=source_options, splits=True)
     require_split(source, "train", "language transfer")
     languages = sorted({r.language for r in source.table})
     if len(languages) != 1 or not languages[0]:
@@ -98,12 +106,12 @@ def transfer(source_dataset: str = "mosi", source_root: str | None = None, targe
     rows = list(source.table)
     for lang in targets:
         rows.extend(open_corpus(target_dataset, target_root, language=lang, labelled_for="experiments",
-                                splits=True).table)
+                                options=target_options, splits=True).table)
     table = LabelTable(rows, f"{source_dataset}+{target_dataset}")
     out = _out_dir("transfer", f"{source_dataset}-{target_dataset}", model, runs, name)
     result = run_language_transfer(settings.cache_dir(cache), table, model, out, source=languages[0],
-                                   targets=targets, fractions=tuple(fractions or (0.0, 0.05, 0.1)),
-                                   seeds=tuple(seeds or (1,)), options=options,
+                                   targets=targets, fractions=tuple(fractions or DEFAULT_FRACTIONS),
+                                   seeds=tuple(seeds or (1,)), options=apply_recipe(model, recipe, options),
                                    config_path=settings.config_path(config), device=device)
     publish_experiment(result, "transfer", f"{model}: {languages[0]} -> {', '.join(targets)}")
     return str(result.out_dir)

@@ -44,7 +44,7 @@ def with_dataset_task(options: dict[str, Any] | None, task: str) -> dict[str, An
 def train(dataset: str = "mosi", root: str | None = None, model: str = "vae_amdt", cache: str | None = None,
           runs: str | None = None, run_name: str | None = None, config: str | None = None, device: str = "auto",
           modalities: list[str] | None = None, options: dict[str, Any] | None = None, folds: str | None = None,
-          language: str | None = None, extract_missing: bool = False) -> str:
+          language: str | None = None, extract_missing: bool = False, recipe: str | None = None) -> str:
     """Train `model` on a labelled dataset's cached features; returns the run directory."""
     from models.run_dir import METRICS_FILE
     from models.training import train_model
@@ -55,7 +55,8 @@ def train(dataset: str = "mosi", root: str | None = None, model: str = "vae_amdt
     out_dir = settings.runs_dir(runs) / name
     run_dir = train_model(settings.cache_dir(cache), ds.table, model, out_dir,
                           config_path=settings.config_path(config), device=device, modalities=modalities,
-                          options=with_dataset_task(options, ds.task), extract_missing=extract_missing)
+                          options=with_dataset_task(options, ds.task), recipe=recipe,
+                          extract_missing=extract_missing)
     summary = _read_json(Path(run_dir) / METRICS_FILE)
     create_markdown_artifact(key="train-summary", markdown=metrics_markdown(
         f"{model} on {dataset}: {run_dir}", summary if isinstance(summary, dict) else {}),

@@ -1,5 +1,6 @@
 """Train/valid/test folds: folds files (JSON or the CMU-MultimodalSDK's `*_std_folds.py`), the SDK's standard
-folds of MOSI and MOSEI (shipped in `folds/`), and the policy that gives a dataset's rows their splits.
+folds of MOSI and MOSEI (shipped in `folds/`), seeded splits of whole videos by shares (`video_folds`), and the
+policy that gives a dataset's rows their splits.
 
 Splits are assigned only where they are used (training, evaluation, experiments; extraction needs none), from
 the first of: a folds file passed in, the label file's `mode` column, `<root>/folds.json`, the shipped standard
@@ -11,6 +12,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import random
 from pathlib import Path
 from typing import Any
 
@@ -132,3 +134,25 @@ def pass_folds_hint(ds: Dataset) -> str:
     """What to do when a dataset's rows have no split: where a folds file may come from."""
     return (f"pass a folds file listing its video ids under train/valid/test (flows: parameter `folds` or "
             f"SENTIFLOW_{ds.name.split('-')[0].upper()}_FOLDS), or put one at {ds.root / ROOT_FOLDS_FILE}")
+
+
+def video_folds(rows: list[LabelRow], shares: tuple[float, float, float], seed: int) -> dict[str, str]:
+    """Video id -> train/valid/test by shares of the segments: videos in a seeded order fill the splits in turn
+    until each holds its share (every split gets at least one video when there are three or more)."""
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r.video_id] = counts.get(r.video_id, 0) + 1
+    videos = sorted(counts)
+    random.Random(seed).shuffle(videos)
+    total = sum(counts.values())
+    bounds = (shares[0] * total, (shares[0] + shares[1]) * total)
+    out: dict[str, str] = {}
+    seen = 0
+    for vid in videos:
+        out[vid] = "train" if seen < bounds[0] else "valid" if seen < bounds[1] else "test"
+        seen += counts[vid]
+    if len(videos) >= 3:
+        for vid, split in ((videos[-1], "test"), (videos[-2], "valid")):
+            if split not in out.values():
+                out[vid] = split
+    return out

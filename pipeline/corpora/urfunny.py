@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import os
 from pathlib import Path
 
 from pipeline.corpora.base import BINARY, Dataset, DatasetError, finish, read_text, require_dir
 from pipeline.corpora.cmu import first_dir
 from pipeline.corpora.folds import FOLD_ALIASES
+from pipeline.files import csv_records
 from pipeline.labels import KNOWN_COLUMNS, LabelRow, extra_targets, find_media
 
 URFUNNY_VIDEO_DIRS = ("urfunny2_videos", "videos", "Raw")
@@ -26,15 +26,15 @@ def load_urfunny(root: str | os.PathLike) -> Dataset:
     video_dir = first_dir(root, URFUNNY_VIDEO_DIRS)
     if video_dir is None:
         raise DatasetError(f"UR-FUNNY: no video folder; expected {root / URFUNNY_VIDEO_DIRS[0]}/<id>.mp4")
-    reader = csv.DictReader(read_text(csv_path).splitlines())
-    cols = set(reader.fieldnames or [])
+    header, records = csv_records(read_text(csv_path), str(csv_path), DatasetError)
+    cols = set(header)
     if not {"id", "label"} <= cols:
         raise DatasetError(f"{csv_path}: expected columns id,label[,text][,mode]; found "
                            f"{', '.join(sorted(cols)) or 'none'}")
     rows: list[LabelRow] = []
     expected: dict[str, Path] = {}
-    extra_cols = [c for c in (reader.fieldnames or []) if c and c not in KNOWN_COLUMNS]
-    for n, rec in enumerate(reader, start=2):
+    extra_cols = [c for c in header if c and c not in KNOWN_COLUMNS]
+    for n, rec in records:
         rid = (rec["id"] or "").strip()
         raw = (rec["label"] or "").strip()
         if raw not in ("0", "1", "0.0", "1.0"):
@@ -49,4 +49,4 @@ def load_urfunny(root: str | os.PathLike) -> Dataset:
                              targets=extra_targets(rec, extra_cols)))
     if not rows:
         raise DatasetError(f"{csv_path}: holds no rows")
-    return finish("urfunny", root, BINARY, rows, str(csv_path), expected, list(reader.fieldnames or []))
+    return finish("urfunny", root, BINARY, rows, str(csv_path), expected, list(header))
