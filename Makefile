@@ -1,10 +1,11 @@
 # Two commands on a fresh machine (each installs what it needs into .venv):
-#   make demo   - the whole pipeline on sample_videos/ (outputs under runs/demo/)
+#   make demo   - the whole pipeline on sample_videos/ through the Prefect deployments (outputs under runs/demo/;
+#                 ARGS=--keep leaves the Prefect server and worker up, ARGS=--stop stops them)
 #   make test   - the test suite (no GPU, slow tests skipped)
 .PHONY: demo test test-all install lock bench samples clean
 
 demo:
-	bash scripts/demo.sh
+	bash scripts/demo.sh $(ARGS)
 
 test:
 	bash scripts/test.sh

@@ -7,16 +7,21 @@ from typing import Any
 from flows import environment
 from pipeline.corpora import load_dataset
 from pipeline.corpora.base import Dataset
+from pipeline.corpora.folds import assign_splits
 
 
 def open_corpus(dataset: str, root: str | None = None, folds: str | None = None, language: str | None = None,
-                labelled_for: str = "", options: dict[str, Any] | None = None) -> Dataset:
+                labelled_for: str = "", options: dict[str, Any] | None = None, splits: bool = False) -> Dataset:
     """Open `dataset` at `root` (or its SENTIFLOW_<DATASET>_ROOT); `options` go to its adapter (e.g. moseas
-    split / drop_neutral); with `labelled_for` (e.g. "training"), a corpus without labels is a FlowSettingError
-    saying what needed them. Prints the corpus summary to the flow log."""
+    split / drop_neutral). With `labelled_for` (e.g. "training"), a corpus without labels is a FlowSettingError
+    saying what needed them; with `splits`, the rows get their splits (folds: the parameter, else
+    SENTIFLOW_<DATASET>_FOLDS, else the dataset's own), otherwise no folds are read at all. Prints the corpus
+    summary to the flow log."""
     root_path = environment.dataset_root(dataset, root)
-    options = {**(options or {}), **{k: v for k, v in (("folds", folds), ("language", language)) if v}}
+    options = {**(options or {}), **({"language": language} if language else {})}
     ds = load_dataset(dataset, root_path, **options)
+    if splits:
+        assign_splits(ds, environment.folds_path(dataset, folds))
     if labelled_for and ds.table is None:
         raise environment.FlowSettingError(f"dataset {dataset!r} has no labels: {labelled_for} needs a labelled dataset")
     print(f"{dataset} at {root_path}: {ds.summary()}")

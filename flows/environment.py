@@ -10,6 +10,7 @@ from flow parameters, or else from these environment variables on the machine th
     SENTIFLOW_CONFIG          SentiFlow YAML config  (default: the built-in defaults)
     SENTIFLOW_INBOX           folder of new videos scored by `score/folder` and `score/nightly`
     SENTIFLOW_<NAME>_ROOT     dataset roots, e.g. SENTIFLOW_MOSI_ROOT, SENTIFLOW_URFUNNY_ROOT
+    SENTIFLOW_<NAME>_FOLDS    folds files, read where splits are used (train, evaluate, experiments)
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.run_dir import RUN_FILE
 from pipeline.config import ConfigBase, ConfigError
 
 
@@ -82,11 +82,23 @@ def config_path(value: str | None = None) -> str | None:
     return env or None
 
 
+def dataset_variable(dataset: str, what: str) -> str:
+    """The environment variable of one dataset setting, e.g. SENTIFLOW_MOSI_ROOT or SENTIFLOW_MOSI_FOLDS."""
+    return f"SENTIFLOW_{re.sub(r'[^A-Z0-9]+', '_', dataset.upper())}_{what}"
+
+
+def folds_path(dataset: str, value: str | None = None) -> Path | None:
+    """A dataset's folds file: the parameter, else SENTIFLOW_<DATASET>_FOLDS, else None (the dataset's own)."""
+    if value:
+        return Path(value).expanduser()
+    return _env_path(dataset_variable(dataset, "FOLDS"), None)
+
+
 def dataset_root(dataset: str, value: str | None = None) -> Path:
     """A dataset's root: the parameter, else SENTIFLOW_<DATASET>_ROOT; an error names both when neither is set."""
     if value:
         return Path(value).expanduser()
-    var = f"SENTIFLOW_{re.sub(r'[^A-Z0-9]+', '_', dataset.upper())}_ROOT"
+    var = dataset_variable(dataset, "ROOT")
     env = _env_path(var, None)
     if env is None:
         raise FlowSettingError(f"no root for dataset {dataset!r}: pass the flow parameter `root` or set {var} "
@@ -107,6 +119,8 @@ def inbox_dir(value: str | None = None) -> Path:
 
 def latest_run(runs: Path) -> Path:
     """The most recently modified model run directory under `runs` (one holding a run.json)."""
+    from models.run_dir import RUN_FILE  # here, not at import: flows that never read runs start without torch
+
     if not runs.is_dir():
         raise FlowSettingError(f"no model runs: {runs} does not exist (train one with `train/default`, or pass "
                                "the flow parameter `run_dir`)")

@@ -11,9 +11,11 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows import environment as settings
 from flows.corpus import open_corpus
+from flows.outcome import quiet_expected_failures
 from flows.report import attach_report
 from flows.train import metrics_markdown
-from models.run_dir import EVAL_DIR
+
+quiet_expected_failures()   # expected failures in the flow-run log: one line, no traceback
 
 INLINE_PLOT_BYTES = 1_500_000   # plots up to this size are embedded in the artifact; larger ones are linked
 
@@ -37,15 +39,15 @@ def evaluate(run_dir: str | None = None, dataset: str = "mosi", root: str | None
              language: str | None = None, extract_missing: bool = True) -> dict[str, Any]:
     """Metrics of a model run on one split of a labelled dataset, with plots, as Prefect artifacts."""
     from models.evaluation import evaluate_run
+    from models.run_dir import EVAL_DIR
+    from pipeline.corpora.folds import require_split
     from pipeline.labels import MODES, LabelTable
 
     if split not in MODES + ("all",):
         raise settings.FlowSettingError(f"split must be one of {', '.join(MODES)} or all, got {split!r}")
     run = Path(run_dir).expanduser() if run_dir else settings.latest_run(settings.runs_dir())
-    ds = open_corpus(dataset, root, folds, language, labelled_for="evaluation")
-    table: LabelTable = ds.table if split == "all" else ds.table.split(split)
-    if not len(table):
-        raise settings.FlowSettingError(f"{dataset} at {ds.root} has no rows in split {split!r}")
+    ds = open_corpus(dataset, root, folds, language, labelled_for="evaluation", splits=split != "all")
+    table: LabelTable = ds.table if split == "all" else require_split(ds, split, "evaluation")
     target = Path(out_dir).expanduser() if out_dir else run / EVAL_DIR / f"{dataset}-{split}"
     metrics = evaluate_run(run, table, settings.cache_dir(cache), out_dir=target, device=device,
                            extract_missing=extract_missing)

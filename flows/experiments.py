@@ -3,7 +3,7 @@
 Each flow loads a labelled dataset through its adapter, runs the experiment of `models.experiments` (every
 member run is an ordinary run directory), and attaches the table as a Prefect table artifact plus the
 results report (`models.report.build`) as a markdown artifact. Paths come from parameters or the worker's
-environment (flows/settings.py), never from the deployment.
+environment (flows/environment.py), never from the deployment.
 """
 
 from __future__ import annotations
@@ -17,8 +17,12 @@ from prefect.artifacts import create_table_artifact
 
 from flows import environment as settings
 from flows.corpus import open_corpus
+from flows.outcome import quiet_expected_failures
 from flows.train import with_dataset_task
 from models.recipes import apply_recipe
+from pipeline.corpora.folds import require_split
+
+quiet_expected_failures()   # expected failures in the flow-run log: one line, no traceback
 
 
 def _out_dir(kind: str, dataset: str, model: str, runs: str | None, name: str | None) -> Path:
@@ -45,7 +49,8 @@ def ablate(dataset: str = "mosi", root: str | None = None, model: str = "vae_amd
     """Train `model` over modality subsets x switched-off components x seeds; returns the experiment dir."""
     from models.experiments.ablation import run_ablation
 
-    ds = open_corpus(dataset, root, folds, language, labelled_for="experiments")
+    ds = open_corpus(dataset, root, folds, language, labelled_for="experiments", splits=True)
+    require_split(ds, "train", "an experiment")
     out = _out_dir("ablation", dataset, model, runs, name)
     result = run_ablation(settings.cache_dir(cache), ds.table, model, out, modality_sets=modality_sets,
                           components=components, seeds=tuple(seeds or (1, 2, 3)),
@@ -65,7 +70,8 @@ def crossval(dataset: str = "mosi", root: str | None = None, model: str = "vae_a
     """k-fold cross-validation grouped by source video, beside the standard split; returns the experiment dir."""
     from models.experiments.cross_validation import run_cross_validation
 
-    ds = open_corpus(dataset, root, folds, language, labelled_for="experiments")
+    ds = open_corpus(dataset, root, folds, language, labelled_for="experiments", splits=True)
+    require_split(ds, "train", "an experiment")
     out = _out_dir("crossval", dataset, model, runs, name)
     result = run_cross_validation(settings.cache_dir(cache), ds.table, model, out, folds=k,
                                   seeds=tuple(seeds or (1,)), standard_split=standard_split,
@@ -90,7 +96,8 @@ def transfer(source_dataset: str = "mosi", source_root: str | None = None, targe
     from pipeline.labels import LabelTable
 
     source = open_corpus(source_dataset, source_root, source_folds, source_language, labelled_for="experiments",
-                         options=source_options)
+                         options=source_options, splits=True)
+    require_split(source, "train", "language transfer")
     languages = sorted({r.language for r in source.table})
     if len(languages) != 1 or not languages[0]:
         raise settings.FlowSettingError(f"source dataset {source_dataset!r} must hold one language, found "
@@ -99,7 +106,7 @@ def transfer(source_dataset: str = "mosi", source_root: str | None = None, targe
     rows = list(source.table)
     for lang in targets:
         rows.extend(open_corpus(target_dataset, target_root, language=lang, labelled_for="experiments",
-                                options=target_options).table)
+                                options=target_options, splits=True).table)
     table = LabelTable(rows, f"{source_dataset}+{target_dataset}")
     out = _out_dir("transfer", f"{source_dataset}-{target_dataset}", model, runs, name)
     result = run_language_transfer(settings.cache_dir(cache), table, model, out, source=languages[0],

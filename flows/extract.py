@@ -22,6 +22,10 @@ from prefect.futures import as_completed
 
 from flows import environment as settings
 from flows.corpus import open_corpus
+from flows.outcome import completed, failure_note, one_line, quiet_expected_failures
+from pipeline.errors import SentiFlowError
+
+quiet_expected_failures()   # expected failures in the flow-run log: one line, no traceback
 
 TRANSIENT_ERRNOS = {errno.EAGAIN, errno.EBUSY, errno.EINTR, errno.ETIMEDOUT, errno.EMFILE, errno.ENFILE,
                     errno.ECONNRESET, errno.ECONNREFUSED}
@@ -137,6 +141,17 @@ def stage_rows(outcomes: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"stage": k, "seconds": round(v, 3)} for k, v in sorted(total.items(), key=lambda kv: -kv[1])]
 
 
+def log_failures(cache: str, failures: Sequence[tuple[str, str]]) -> None:
+    """Append (path, reason) failures found before extraction to the cache's failures.jsonl, as the runner does."""
+    from pipeline.cache import FeatureCache
+
+    if not failures:
+        return
+    feature_cache = FeatureCache(Path(cache), create=True)
+    for path, why in failures:
+        feature_cache.log_failure({"path": path, "extractor": None, "reason": why})
+
+
 def _batches(items: list[str], size: int) -> list[list[str]]:
     return [items[i: i + size] for i in range(0, len(items), size)]
 
@@ -144,8 +159,10 @@ def _batches(items: list[str], size: int) -> list[list[str]]:
 def extract_media(paths: Sequence[str | Path], cache: str, config: dict[str, Any] | None = None, device: str = "auto",
                   only: list[str] | None = None, extras: dict[str, dict[str, Any]] | None = None,
                   orchestration: dict[str, Any] | None = None, artifact_prefix: str = "extract",
-                  problems: Sequence[str] = ()) -> dict[str, Any]:
-    """Inside a flow: plan and extract `paths` batch by batch as tasks; returns counts and per-file rows."""
+                  problems: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
+    """Inside a flow: plan and extract `paths` batch by batch as tasks; returns counts and per-file rows.
+    `problems` are (expected path, reason) of files known to be absent (a dataset's labelled clips without media):
+    like paths that do not exist, they are rows marked failed and records in the cache's failures.jsonl."""
     from extractors.config import SentiFlowConfig
     from pipeline.media import discover_media
     from pipeline.system import resolve_device
@@ -155,9 +172,9 @@ def extract_media(paths: Sequence[str | Path], cache: str, config: dict[str, Any
     config = cfg.to_dict()
     dev = str(resolve_device(device))
     files, missing = discover_media(paths)
-    rows: list[dict[str, Any]] = [{"file": o.path, "status": "failed", "reason": o.reason} for o in missing]
-    rows += [{"file": p.split(": ", 1)[0], "status": "failed", "reason": p.split(": ", 1)[1]}
-             for p in problems if ": " in p]
+    unusable = [*missing, *problems]
+    rows: list[dict[str, Any]] = [{"file": path, "status": "failed", "reason": why} for path, why in unusable]
+    log_failures(cache, unusable)
     size = orch.files_per_task
     batches = _batches([str(f) for f in files], max(1, size))
     slots = orch.device_slots_gpu if dev.startswith("cuda") else orch.device_slots_cpu
@@ -217,19 +234,34 @@ def extract_media(paths: Sequence[str | Path], cache: str, config: dict[str, Any
     return {"counts": counts, "rows": rows, "cache": cache, "device": dev, "stages": stages}
 
 
+class NothingExtracted(SentiFlowError, RuntimeError):
+    """Not one file of an extraction run could be extracted (the message gives the first reasons)."""
+
+
+def failed_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of an extraction summary whose file failed."""
+    return [r for r in rows if r["status"] == "failed"]
+
+
 @flow(name="extract", log_prints=True)
 def extract(dataset: str = "folder", root: str | None = None, cache: str | None = None, config: str | None = None,
             device: str = "auto", only: list[str] | None = None, folds: str | None = None,
             language: str | None = None, orchestration: dict[str, Any] | None = None) -> dict[str, int]:
-    """Extract features of a dataset (mosi, mosei, moseas, urfunny, mmsa) or a folder of videos into the cache."""
+    """Extract features of a dataset (mosi, mosei, moseas, urfunny, mmsa) or a folder of videos into the cache.
+    No splits are read (`folds` is accepted for symmetry with train and evaluate, and not used)."""
     from extractors.config import load_config
+    from pipeline.cache import FAILURE_LOG
 
-    ds = open_corpus(dataset, root, folds, language)
+    ds = open_corpus(dataset, root, language=language)
     cache_path = str(settings.cache_dir(cache))
     result = extract_media(ds.media, cache_path, load_config(settings.config_path(config)).to_dict(), device, only,
                            ds.extras(), orchestration, problems=ds.problems)
     counts = result["counts"]
-    print(f"{counts['done']} done, {counts['cached']} cached, {counts['failed']} failed -> {cache_path}")
+    summary = f"{counts['done']} done, {counts['cached']} cached, {counts['failed']} failed -> {cache_path}"
+    print(summary)
+    failed = failed_rows(result["rows"])
+    where = f"the extract-summary artifact and {Path(cache_path) / FAILURE_LOG}"
     if counts["done"] + counts["cached"] == 0:
-        raise RuntimeError(f"no file of {dataset} at {ds.root} could be extracted; see the extract-summary artifact")
-    return counts
+        raise NothingExtracted(one_line(f"no file of {dataset} at {ds.root} could be extracted: "
+                                        f"{failure_note(failed, where)}"))
+    return completed(summary, failed, where, counts)

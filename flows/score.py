@@ -11,7 +11,10 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows import environment as settings
 from flows.extract import extract_media
+from flows.outcome import completed, quiet_expected_failures
 from pipeline.files import markdown_table
+
+quiet_expected_failures()   # expected failures in the flow-run log: one line, no traceback
 
 SCORE_FORMATS = ("csv", "parquet")
 
@@ -37,7 +40,7 @@ def score(folder: str | None = None, run_dir: str | None = None, cache: str | No
     """Score every video under `folder` (or SENTIFLOW_INBOX) with a model run (default: the latest one)."""
     from models.data import DataConfig
     from models.run_dir import read_run_record
-    from models.scoring import score_media
+    from models.scoring import SCORED, score_media
     from pipeline.corpora.folder import load_folder
 
     if fmt not in SCORE_FORMATS:
@@ -57,4 +60,7 @@ def score(folder: str | None = None, run_dir: str | None = None, cache: str | No
     create_markdown_artifact(key="scores", markdown=scores_markdown(frame, out_file, run, artifact_rows),
                              description=f"{len(frame)} clip(s) scored into {out_file}")
     print(f"scores: {out_file}")
-    return str(out_file)
+    unscored = [{"file": r.get("path") or r.get("id"), "reason": f"{r.get('status')}: {r.get('reason') or ''}"}
+                for r in frame.to_dict("records") if r.get("status") != SCORED]
+    return completed(f"{len(frame) - len(unscored)} of {len(frame)} clip(s) scored into {out_file}", unscored,
+                     f"the scores and score-extract-summary artifacts and {out_file}", str(out_file))

@@ -11,8 +11,11 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows import environment as settings
 from flows.corpus import open_corpus
-from models.run_dir import METRICS_FILE
+from flows.outcome import quiet_expected_failures
+from pipeline.corpora.folds import require_split
 from pipeline.files import markdown_table
+
+quiet_expected_failures()   # expected failures in the flow-run log: one line, no traceback
 
 
 def metrics_markdown(title: str, metrics: dict[str, Any]) -> str:
@@ -43,9 +46,11 @@ def train(dataset: str = "mosi", root: str | None = None, model: str = "vae_amdt
           modalities: list[str] | None = None, options: dict[str, Any] | None = None, folds: str | None = None,
           language: str | None = None, extract_missing: bool = False, recipe: str | None = None) -> str:
     """Train `model` on a labelled dataset's cached features; returns the run directory."""
+    from models.run_dir import METRICS_FILE
     from models.training import train_model
 
-    ds = open_corpus(dataset, root, folds, language, labelled_for="training")
+    ds = open_corpus(dataset, root, folds, language, labelled_for="training", splits=True)
+    require_split(ds, "train", "training")
     name = run_name or f"{dataset}-{model}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
     out_dir = settings.runs_dir(runs) / name
     run_dir = train_model(settings.cache_dir(cache), ds.table, model, out_dir,

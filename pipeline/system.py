@@ -22,11 +22,12 @@ import os
 import platform
 from functools import lru_cache
 from importlib import metadata
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from pipeline.config import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 # mallopt parameter numbers from glibc's <malloc.h> (part of its ABI)
 M_TRIM_THRESHOLD = -1
@@ -83,8 +84,10 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def resolve_device(setting: str = "auto") -> torch.device:
+def resolve_device(setting: str = "auto") -> "torch.device":
     """'auto' -> cuda when available else cpu; 'cuda' without a GPU is an error naming the setting."""
+    import torch  # here, not at import: process and heap helpers serve callers that never load torch
+
     if setting == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if setting.startswith("cuda") and not torch.cuda.is_available():

@@ -26,6 +26,8 @@ WORKERS="${SENTIFLOW_WORKERS:-1}"
 STATE="$PREFECT_HOME/sentiflow-stack"
 export PREFECT_API_URL="http://127.0.0.1:$PORT/api"
 export PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=1
+# the server streams the runs' logs out, so `prefect deployment run --watch` shows them (a failure's reason too)
+export PREFECT_SERVER_LOGS_STREAM_OUT_ENABLED=true PREFECT_SERVER_LOGS_STREAM_PUBLISHING_ENABLED=true
 export PREFECT_LOGGING_LEVEL="${PREFECT_LOGGING_LEVEL:-WARNING}"
 export PREFECT_SERVER_API_HOST=127.0.0.1 PREFECT_SERVER_API_PORT="$PORT"
 mkdir -p "$STATE"

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any, Iterable
 
 # which extractor provides each modality in the demo, in order of preference
 MODALITY_EXTRACTORS = {"audio": ("logmel", "acoustic", "tonal"), "visual": ("fer", "face"), "text": ("text",)}
@@ -29,15 +30,12 @@ def available_modalities(names: list[str]) -> dict[str, list[str]]:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Extract, train, score and print a table; outputs under --out."""
-    import pandas as pd
-
     from extractors.config import load_config
     from extractors.runner import ExtractionRunner
     from models.scoring import score_media
     from models.training import train_model
     from pipeline.cache import FeatureCache
     from pipeline.labels import read_labels
-    from pipeline.modalities import MODALITIES, modality_code
     from pipeline.system import resolve_device
 
     videos, out = Path(args.videos), Path(args.out)
@@ -69,16 +67,28 @@ def run_demo(args: argparse.Namespace) -> int:
     print("[3/3] scoring every clip")
     scores = score_media([r.path for r in labels], run_dir, str(out / "cache"),
                              out_file=str(out / "scores.csv"), device=args.device)
-    truth = {str(Path(r.path).resolve()): r for r in labels}
+    print(scores_table(scores, labels))
+    print(f"model: {scores['model'].iloc[0] if 'model' in scores and len(scores) else '?'}")
+    print(f"outputs: {out}/scores.csv, {run_dir}/ (metrics.json, loss_curve.png)")
+    return 0
+
+
+def scores_table(scores: Any, labels: Iterable[Any]) -> str:
+    """The demo's table: each scored clip beside its split and intended label (rows matched by media path)."""
+    import pandas as pd
+
+    from pipeline.modalities import MODALITIES, modality_code
+
+    scores = scores.fillna("")   # a scores file read back has NaN for empty notes
+
+    truth = {str(Path(r.path).resolve()): r for r in labels if r.path}
     rows = []
     for rec in scores.to_dict("records"):
         row = truth.get(str(Path(rec.get("path", "")).resolve()))
         present = modality_code(m for m in MODALITIES if rec.get(f"present_{m}"))
-        rows.append({"clip": rec.get("id", ""), "split": row.mode if row else "", "intended": row.label if row else "",
+        rows.append({"clip": row.id if row else rec.get("id", ""), "split": row.mode if row else "",
+                     "intended": row.label if row else "",
                      "score": round(float(rec["score"]), 2) if rec.get("status") == "scored" else "",
                      "polarity": rec.get("polarity", ""), "modalities": present or "-",
                      "note": rec.get("reason") or rec.get("masked") or ""})
-    print(pd.DataFrame(rows).to_string(index=False))
-    print(f"model: {scores['model'].iloc[0] if 'model' in scores and len(scores) else '?'}")
-    print(f"outputs: {out}/scores.csv, {run_dir}/ (metrics.json, loss_curve.png)")
-    return 0
+    return pd.DataFrame(rows).to_string(index=False)

@@ -1,10 +1,11 @@
 """Corpus adapters: CMU-MOSI/MOSEI raw, MMSA, CMU-MOSEAS, UR-FUNNY and plain video folders -> labelled media.
 
 Every adapter returns a `Dataset` (`pipeline.corpora.base`): its label table (None for an unlabelled folder),
-the media files to extract, and `problems` (rows whose media file is absent, each naming the path that was
-expected), so one missing clip never stops the rest. A missing or malformed label/transcript/folds file
-raises `DatasetError` naming the file and what was expected in it. One module per corpus; this table names
-them without importing any.
+the media files to extract, and `problems` (rows whose media file is absent, each as the path that was
+expected and the reason), so one missing clip never stops the rest. Splits are assigned only where they are used
+(`pipeline.corpora.folds.assign_splits`): extraction reads no folds. A missing or malformed
+label/transcript/folds file raises `DatasetError` naming the file and what was expected in it. One module per
+corpus; this table names them without importing any.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ ADAPTERS: dict[str, str] = {
 
 
 def load_dataset(name: str, root: str | os.PathLike, **options: Any) -> Dataset:
-    """Open dataset `name` (mosi, mosei, moseas, urfunny, mmsa, folder) at `root`; options go to its adapter."""
+    """Open dataset `name` (mosi, mosei, moseas, urfunny, mmsa, folder) at `root`; options go to its adapter.
+    Its rows have no train/valid/test splits yet: `pipeline.corpora.folds.assign_splits` gives them theirs."""
     if name not in ADAPTERS:
         raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(sorted(ADAPTERS))}")
     module, attr = ADAPTERS[name].split(":")

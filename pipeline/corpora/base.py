@@ -26,7 +26,11 @@ class Dataset:
     task: str = REGRESSION                    # "regression" (sentiment in [-3, 3]) or "binary" (0/1 labels)
     table: LabelTable | None = None
     media: list[Path] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)   # (expected media path, reason) per absent clip
+    standard_folds: str = ""                  # the shipped standard folds that fit ('mosi', 'mosei'), '' for none
+    fallback_split: str = ""                  # the split every row keeps when nothing assigns one ('' = none may)
+    splits_from: str = ""                     # where the rows' splits came from; '' until they are assigned
+    unassigned: list[str] = field(default_factory=list)   # video ids in none of the folds (their rows left out)
 
     def extras(self) -> dict[str, dict[str, Any]]:
         """Side inputs for extraction by media path: each labelled row's transcript (and translation)."""
@@ -35,14 +39,26 @@ class Dataset:
         return {r.path: row_extras(r) for r in self.table if r.path and row_extras(r)}
 
     def summary(self) -> dict[str, Any]:
-        """Counts per split and of missing media, for logs and artifacts."""
+        """Counts per split (or of rows, before splits are assigned), of unassigned ids and missing media."""
         out: dict[str, Any] = {"dataset": self.name, "root": str(self.root), "task": self.task,
                                "media": len(self.media), "missing_media": len(self.problems)}
         if self.table is not None:
-            out["rows"] = {m: len(self.table.split(m)) for m in MODES}
+            if self.splits_from:
+                out["rows"] = {m: len(self.table.split(m)) for m in MODES}
+                out["splits_from"] = self.splits_from
+            else:
+                out["rows"] = len(self.table)
+            if self.unassigned:
+                out["unassigned"] = self.unassigned_note()
             if self.emotions:
                 out["emotions"] = self.emotions
         return out
+
+    def unassigned_note(self) -> str:
+        """How many video ids, and which (the first five), are in none of the folds."""
+        shown = ", ".join(self.unassigned[:5]) + (f" and {len(self.unassigned) - 5} more" if len(self.unassigned) > 5
+                                                  else "")
+        return f"{len(self.unassigned)} video id(s) ({shown}) are in none of the folds"
 
     @property
     def label_columns(self) -> list[str]:
@@ -89,9 +105,10 @@ def read_text(path: Path) -> str:
 
 
 def finish(name: str, root: Path, task: str, rows: list[LabelRow], source: str,
-            expected: dict[str, Path], columns: list[str] | None = None) -> Dataset:
-    """Build a Dataset, recording each row whose media file is absent as a problem naming the expected path."""
-    problems = [f"{r.id}: media file not found, expected {expected[r.id]}" for r in rows
+            expected: dict[str, Path], columns: list[str] | None = None, **splits: str) -> Dataset:
+    """Build a Dataset, recording each row whose media file is absent as a problem naming the expected path;
+    `splits` are the Dataset's split fields (standard_folds, fallback_split)."""
+    problems = [(str(expected[r.id]), f"labelled clip {r.id}: media file not found") for r in rows
                 if not r.path and r.id in expected]
     media = [Path(r.path) for r in rows if r.path]
-    return Dataset(name, root, task, LabelTable(rows, source, list(columns or [])), media, problems)
+    return Dataset(name, root, task, LabelTable(rows, source, list(columns or [])), media, problems, **splits)

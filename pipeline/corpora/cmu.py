@@ -5,11 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import os
+import shutil
 from pathlib import Path
 
 from pipeline.corpora.base import REGRESSION, Dataset, DatasetError, finish, read_text, require_dir
-from pipeline.corpora.folds import assign_folds, load_folds, standard_folds
-from pipeline.labels import LabelError, LabelRow, find_media, label_value, read_labels
+from pipeline.files import atomic_write, atomic_write_json
+from pipeline.labels import LabelError, LabelRow, LabelTable, find_media, label_value, read_labels
 from pipeline.transcripts import TranscriptError, parse_cmu_transcript
 
 # Where the CMU raw releases keep segmented clips and transcripts (MOSI: Video/Segmented, MOSEI: .../Combined).
@@ -61,9 +62,10 @@ def read_opinion_labels(path: Path) -> list[tuple[str, str, float]]:
     return out
 
 
-def load_cmu_raw(root: str | os.PathLike, dataset: str = "mosi", folds: str | os.PathLike | None = None) -> Dataset:
+def load_cmu_raw(root: str | os.PathLike, dataset: str = "mosi") -> Dataset:
     """CMU-MOSI/MOSEI raw release: Raw/Video/Segmented/<vid>_<n>.mp4, Raw/Transcript/Segmented/<vid>.*,
-    labels from Raw/Labels/OpinionLevelSentiment*.csv (or an MMSA label.csv), standard folds unless `folds`."""
+    labels from Raw/Labels/OpinionLevelSentiment*.csv (or an MMSA label.csv); splits when assigned (the
+    standard folds unless a folds file or a mode column says otherwise)."""
     root = require_dir(root, f"CMU-{dataset.upper()}")
     video_dir = first_dir(root, CMU_VIDEO_DIRS)
     if video_dir is None:
@@ -102,8 +104,32 @@ def load_cmu_raw(root: str | os.PathLike, dataset: str = "mosi", folds: str | os
         expected[rid] = video_dir / f"{rid}.mp4"
         rows.append(LabelRow(id=rid, text=text, label=label, mode=mode or "train", video_id=vid, clip_id=seg,
                              path=str(media) if media else None, language="en", targets=targets.get(rid, {})))
+    return finish(dataset, root, REGRESSION, rows, source, expected, columns, standard_folds=dataset)
+
+
+def write_cmu_raw(table: LabelTable, dst: str | os.PathLike, folds: dict[str, list[str]] | None = None) -> Path:
+    """Lay labelled clips with media out in the CMU raw layout under `dst` (segmented clips, `.annotprocessed`
+    transcripts, `OpinionLevelSentiment.csv`, and `folds.json` when `folds` is given); returns `dst`."""
+    dst = Path(dst)
+    video_dir, transcript_dir = dst / CMU_VIDEO_DIRS[0], dst / CMU_TRANSCRIPT_DIRS[0]
+    for folder in (video_dir, transcript_dir, dst / CMU_LABEL_DIR):
+        folder.mkdir(parents=True, exist_ok=True)
+    transcripts: dict[str, list[str]] = {}
+    labels: list[str] = []
+    for r in table:
+        if not r.path:
+            raise DatasetError(f"{table.source}: clip {r.id} has no media file to lay out")
+        segment = str(int(r.clip_id)) if r.clip_id.isdigit() else r.clip_id
+        media = Path(r.path)
+        atomic_write(video_dir / f"{r.video_id}_{segment}{media.suffix.lower()}",
+                     lambda tmp, src=media: shutil.copyfile(src, tmp))
+        transcripts.setdefault(r.video_id, []).append(f"{segment}_DELIM_{r.text}")
+        labels.append(f"0.0,0.0,{r.video_id},{segment},{r.label}")   # segment times are not known here
+    for vid, lines in transcripts.items():
+        atomic_write(transcript_dir / f"{vid}.annotprocessed",
+                     lambda tmp, text="\n".join(lines) + "\n": tmp.write_text(text, encoding="utf-8"))
+    atomic_write(dst / CMU_LABEL_DIR / "OpinionLevelSentiment.csv",
+                 lambda tmp: tmp.write_text("\n".join(labels) + "\n", encoding="utf-8"))
     if folds is not None:
-        assign_folds(rows, load_folds(folds), str(folds))
-    elif not all(e[4] for e in entries):
-        assign_folds(rows, standard_folds(dataset), f"the CMU-MultimodalSDK standard {dataset} folds")
-    return finish(dataset, root, REGRESSION, rows, source, expected, columns)
+        atomic_write_json(dst / "folds.json", folds)
+    return dst

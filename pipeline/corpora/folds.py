@@ -1,5 +1,11 @@
 """Train/valid/test folds: folds files (JSON or the CMU-MultimodalSDK's `*_std_folds.py`), the SDK's standard
-folds of MOSI and MOSEI, shipped in `folds/`, and seeded splits of whole videos by shares (`video_folds`)."""
+folds of MOSI and MOSEI (shipped in `folds/`), seeded splits of whole videos by shares (`video_folds`), and the
+policy that gives a dataset's rows their splits.
+
+Splits are assigned only where they are used (training, evaluation, experiments; extraction needs none), from
+the first of: a folds file passed in, the label file's `mode` column, `<root>/folds.json`, the shipped standard
+folds, the adapter's fallback split. Video ids in none of the folds are left out and listed, not an error.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +16,11 @@ import random
 from pathlib import Path
 from typing import Any
 
-from pipeline.corpora.base import DatasetError, read_text
-from pipeline.labels import LabelRow
+from pipeline.corpora.base import Dataset, DatasetError, read_text
+from pipeline.labels import LabelRow, LabelTable
 
 FOLDS_DIR = Path(__file__).with_name("folds")           # packaged CMU-MultimodalSDK standard folds (JSON)
+ROOT_FOLDS_FILE = "folds.json"                         # a dataset root's own folds, picked up when present
 FOLD_ALIASES = {"train": "train", "valid": "valid", "dev": "valid", "val": "valid", "validation": "valid",
                 "test": "test"}
 
@@ -73,15 +80,60 @@ def standard_folds(dataset: str) -> dict[str, str]:
     return load_folds(path)
 
 
-def assign_folds(rows: list[LabelRow], folds: dict[str, str], folds_source: str) -> None:
-    """Set each row's split from `folds` by its video id; a DatasetError lists ids in none of them."""
-    unknown = sorted({r.video_id for r in rows if r.video_id not in folds})
-    if unknown:
-        shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
-        raise DatasetError(f"video ids {shown} are in none of the folds of {folds_source}; pass a folds file "
-                           "(parameter `folds`) listing them under train/valid/test")
-    for r in rows:
+def split_rows(rows: list[LabelRow], folds: dict[str, str]) -> tuple[list[LabelRow], list[str]]:
+    """The rows whose video id is in `folds`, each given its split, and the sorted video ids in none of them."""
+    kept = [r for r in rows if r.video_id in folds]
+    for r in kept:
         r.mode = folds[r.video_id]
+    return kept, sorted({r.video_id for r in rows if r.video_id not in folds})
+
+
+def assign_splits(ds: Dataset, folds: str | os.PathLike | None = None) -> Dataset:
+    """Give every labelled row of `ds` its split (the module's order of sources); rows of video ids in none of the
+    folds are left out of `ds.table` and listed in `ds.unassigned`. A DatasetError when no source applies."""
+    if ds.table is None or ds.splits_from:
+        return ds
+    root_folds = ds.root / ROOT_FOLDS_FILE
+    if folds is not None:
+        mapping, source = load_folds(folds), str(folds)
+    elif "mode" in ds.table.columns:
+        ds.splits_from = f"the mode column of {ds.table.source}"
+        return ds
+    elif root_folds.is_file():
+        mapping, source = load_folds(root_folds), str(root_folds)
+    elif ds.standard_folds:
+        mapping, source = standard_folds(ds.standard_folds), f"the CMU-MultimodalSDK standard {ds.standard_folds} folds"
+    elif ds.fallback_split:
+        for r in ds.table:
+            r.mode = ds.fallback_split
+        ds.splits_from = f"none given: every row is {ds.fallback_split}"
+        return ds
+    else:
+        raise DatasetError(f"{ds.name}: no splits: {ds.table.source} has no mode column and there is no folds file; "
+                           f"{pass_folds_hint(ds)}")
+    rows, ds.unassigned = split_rows(list(ds.table), mapping)
+    ds.table = LabelTable(rows, ds.table.source, list(ds.table.columns))
+    ds.splits_from = source
+    return ds
+
+
+def require_split(ds: Dataset, split: str, purpose: str) -> LabelTable:
+    """The rows of one split of `ds` (assigning splits first), or a DatasetError saying why it is empty."""
+    assign_splits(ds)
+    rows = ds.table.split(split) if ds.table is not None else LabelTable([])
+    if len(rows):
+        return rows
+    if ds.unassigned:
+        why = f"{ds.unassigned_note()} of {ds.splits_from}; {pass_folds_hint(ds)}"
+    else:
+        why = f"its splits come from {ds.splits_from}"
+    raise DatasetError(f"{ds.name} at {ds.root}: {purpose} needs rows in split {split!r}, and there are none: {why}")
+
+
+def pass_folds_hint(ds: Dataset) -> str:
+    """What to do when a dataset's rows have no split: where a folds file may come from."""
+    return (f"pass a folds file listing its video ids under train/valid/test (flows: parameter `folds` or "
+            f"SENTIFLOW_{ds.name.split('-')[0].upper()}_FOLDS), or put one at {ds.root / ROOT_FOLDS_FILE}")
 
 
 def video_folds(rows: list[LabelRow], shares: tuple[float, float, float], seed: int) -> dict[str, str]:

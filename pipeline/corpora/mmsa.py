@@ -24,4 +24,4 @@ def load_mmsa(root: str | os.PathLike, name: str = "mmsa", label_file: str | os.
         if language and not r.language:
             r.language = language
         expected[r.id] = media_base / r.video_id / f"{r.clip_id}.mp4"
-    return finish(name, root, REGRESSION, list(table), str(csv_path), expected, table.columns)
+    return finish(name, root, REGRESSION, list(table), str(csv_path), expected, table.columns, fallback_split="train")

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from pipeline.corpora.base import Dataset, DatasetError, require_dir
-from pipeline.corpora.folds import assign_folds, video_folds
+from pipeline.corpora.folds import split_rows, video_folds
 from pipeline.corpora.mmsa import load_mmsa
 from pipeline.labels import LabelTable
 
@@ -43,13 +43,15 @@ def load_moseas(root: str | os.PathLike, language: str = "es", split: str = "fil
     ds.root = root
     rows = list(ds.table or [])
     if split == "paper":
-        assign_folds(rows, video_folds(rows, PAPER_SHARES, split_seed), "the paper's 80/10/10 video split")
+        rows, _ = split_rows(rows, video_folds(rows, PAPER_SHARES, split_seed))   # every video gets a split
+        ds.splits_from = f"the paper's 80/10/10 video split (seed {split_seed})"
     if drop_neutral:
         rows = [r for r in rows if abs(r.label) > NEUTRAL_BAND]
         if not rows:
             raise DatasetError(f"CMU-MOSEAS {language}: every segment is neutral (|label| <= {NEUTRAL_BAND})")
         kept = {r.id for r in rows}
-        ds.problems = [p for p in ds.problems if p.split(":", 1)[0] in kept]
+        ds.problems = [(path, why) for path, why in ds.problems   # why: "labelled clip <id>: ..." (base.finish)
+                       if why.split(":", 1)[0].removeprefix("labelled clip ") in kept]
         ds.media = [Path(r.path) for r in rows if r.path]
     ds.table = LabelTable(rows, ds.table.source if ds.table else "", list(ds.table.columns) if ds.table else [])
     return ds

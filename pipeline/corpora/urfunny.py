@@ -7,16 +7,16 @@ from pathlib import Path
 
 from pipeline.corpora.base import BINARY, Dataset, DatasetError, finish, read_text, require_dir
 from pipeline.corpora.cmu import first_dir
-from pipeline.corpora.folds import FOLD_ALIASES, assign_folds, load_folds
+from pipeline.corpora.folds import FOLD_ALIASES
 from pipeline.files import csv_records
 from pipeline.labels import KNOWN_COLUMNS, LabelRow, extra_targets, find_media
 
 URFUNNY_VIDEO_DIRS = ("urfunny2_videos", "videos", "Raw")
 
 
-def load_urfunny(root: str | os.PathLike, folds: str | os.PathLike | None = None) -> Dataset:
+def load_urfunny(root: str | os.PathLike) -> Dataset:
     """UR-FUNNY (binary humor): <root>/labels.csv (id,label in {0,1}[,text][,mode]) + <root>/urfunny2_videos/<id>.mp4;
-    splits from the mode column or a folds JSON (<root>/folds.json by default, train/dev/test id lists)."""
+    splits when assigned: a folds file, else the mode column, else <root>/folds.json (train/dev/test id lists)."""
     root = require_dir(root, "UR-FUNNY")
     csv_path = root / "labels.csv"
     if not csv_path.is_file():
@@ -49,10 +49,4 @@ def load_urfunny(root: str | os.PathLike, folds: str | os.PathLike | None = None
                              targets=extra_targets(rec, extra_cols)))
     if not rows:
         raise DatasetError(f"{csv_path}: holds no rows")
-    folds_path = Path(folds) if folds else root / "folds.json"
-    if folds is not None or "mode" not in cols:
-        if not folds_path.is_file():
-            raise DatasetError(f"UR-FUNNY: {csv_path} has no mode column and the folds file {folds_path} is "
-                               'missing (expected JSON {"train": [ids], "dev": [ids], "test": [ids]})')
-        assign_folds(rows, load_folds(folds_path), str(folds_path))
     return finish("urfunny", root, BINARY, rows, str(csv_path), expected, list(header))

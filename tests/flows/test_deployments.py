@@ -12,12 +12,7 @@ import json
 import math
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -26,135 +21,31 @@ from tests.helpers.paths import ROOT
 
 pytest.importorskip("prefect")
 
+from flows.stack import PrefectStack  # noqa: E402
+
 SAMPLES = ROOT / "sample_videos"
-BIN = Path(sys.executable).parent
-PREFECT = str(BIN / "prefect")
-START_TIMEOUT_S = 180
 RUN_TIMEOUT_S = 400
+# One whole source video per split (speaker-independent), as `folds.json` at the laid-out dataset's root.
+SAMPLE_FOLDS = {"train": ["astro_front"], "valid": ["astro_mirror"], "test": ["astro_cool"]}
 
 pytestmark = pytest.mark.skipif(not (SAMPLES / "labels.csv").is_file(), reason="sample_videos/ not generated")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def build_mosi_raw(dst: Path, folds: dict[str, list[str]] | None = SAMPLE_FOLDS) -> Path:
+    """The sample clips laid out as a tiny CMU-MOSI raw dataset (their video ids are in no standard fold)."""
+    from pipeline.corpora.cmu import write_cmu_raw
+    from pipeline.labels import read_labels
+
+    return write_cmu_raw(read_labels(SAMPLES / "labels.csv", SAMPLES), dst, folds)
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(15)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(5)
-
-
-def build_mosi_raw(src: Path, dst: Path) -> dict[str, str]:
-    """A tiny dataset in the CMU-MOSI raw layout from the MMSA-style sample clips; returns id -> split."""
-    import csv
-
-    video_dir = dst / "Raw" / "Video" / "Segmented"
-    trans_dir = dst / "Raw" / "Transcript" / "Segmented"
-    label_dir = dst / "Raw" / "Labels"
-    for d in (video_dir, trans_dir, label_dir):
-        d.mkdir(parents=True, exist_ok=True)
-    rows = list(csv.DictReader((src / "labels.csv").read_text(encoding="utf-8").splitlines()))
-    folds: dict[str, str] = {}
-    transcripts: dict[str, list[str]] = {}
-    labels: list[str] = []
-    for n, r in enumerate(rows):
-        vid, seg = r["video_id"], str(int(r["clip_id"]))
-        shutil.copyfile(src / r["video_id"] / f"{r['clip_id']}.mp4", video_dir / f"{vid}_{seg}.mp4")
-        transcripts.setdefault(vid, []).append(f"{seg}_DELIM_{r['text']}")
-        labels.append(f"{n}.0,{n + 1}.0,{vid},{seg},{float(r['label'])}")
-    for i, vid in enumerate(sorted(transcripts)):      # one whole source video per split (speaker-independent)
-        folds[vid] = ("train", "valid", "test")[i % 3]
-    for vid, lines in transcripts.items():
-        (trans_dir / f"{vid}.annotprocessed").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (label_dir / "OpinionLevelSentiment.csv").write_text("\n".join(labels) + "\n", encoding="utf-8")
-    return folds
-
-
-class Stack:
-    """A Prefect server + one process worker in a temp PREFECT_HOME, driven through the `prefect` CLI."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.port = _free_port()
-        self.procs: list[subprocess.Popen] = []
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SENTIFLOW_"))}
-        self.env.update({
-            "PREFECT_HOME": str(tmp / "prefect-home"),
-            "PREFECT_API_URL": f"http://127.0.0.1:{self.port}/api",
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
-            "PREFECT_UI_ENABLED": "false",
-            "PREFECT_LOGGING_LEVEL": "WARNING",
-            "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "1",
-            "PREFECT_RUNNER_POLL_FREQUENCY": "1",
-            "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
-            "PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED": "false",
-            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-            "SENTIFLOW_HOME": str(tmp / "sentiflow"),
-            "SENTIFLOW_CACHE": str(tmp / "cache"),
-            "SENTIFLOW_RUNS": str(tmp / "runs"),
-            "SENTIFLOW_SCORES": str(tmp / "scores"),
-            "SENTIFLOW_CONFIG": str(tmp / "sentiflow.yaml"),
-            "PYTHONUNBUFFERED": "1",
-        })
-        if os.environ.get("SENTIFLOW_TEST_PREFECT_DB_URL"):
-            self.env["PREFECT_API_DATABASE_CONNECTION_URL"] = os.environ["SENTIFLOW_TEST_PREFECT_DB_URL"]
-
-    def spawn(self, args: list[str], log: str) -> subprocess.Popen:
-        fh = open(self.tmp / log, "wb")
-        proc = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=fh, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-        self.procs.append(proc)
-        return proc
-
-    def cli(self, *args: str, timeout: float = RUN_TIMEOUT_S) -> subprocess.CompletedProcess:
-        return subprocess.run([PREFECT, *args], cwd=ROOT, env=self.env, capture_output=True, text=True,
-                              timeout=timeout)
-
-    def start(self) -> None:
-        server = self.spawn([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
-                            "server.log")
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.env['PREFECT_API_URL']}/health", timeout=2) as r:
-                    if r.read().strip() == b"true":
-                        break
-            except OSError:
-                pass
-            assert server.poll() is None, (self.tmp / "server.log").read_text(errors="replace")[-3000:]
-            assert time.monotonic() < deadline, "prefect server did not become healthy"
-            time.sleep(0.5)
-        r = self.cli("work-pool", "create", "local", "--type", "process")
-        assert r.returncode == 0, r.stdout + r.stderr
-        r = self.cli("--no-prompt", "deploy", "--all")
-        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-        self.spawn([PREFECT, "worker", "start", "--pool", "local", "--type", "process", "--name", "e2e"],
-                   "worker.log")
-
-    def stop(self) -> None:
-        for proc in reversed(self.procs):
-            _stop(proc)
-
-    def run(self, deployment: str, params: dict) -> str:
-        """`prefect deployment run NAME --params JSON --watch`; returns the finished flow run's state name."""
-        r = self.cli("deployment", "run", deployment, "--params", json.dumps(params), "--watch",
-                     "--watch-interval", "2")
-        out = r.stdout + r.stderr
-        worker_log = (self.tmp / "worker.log").read_text(errors="replace")[-4000:]
-        assert r.returncode == 0, f"{deployment} failed:\n{out[-3000:]}\nworker log:\n{worker_log}"
-        assert "Completed" in out, out[-3000:]
-        return out
+def run_ok(stack: PrefectStack, deployment: str, params: dict) -> str:
+    """Run a deployment through `prefect deployment run --watch`; assert it completed; returns the CLI output."""
+    run = stack.run_deployment(deployment, params, timeout=RUN_TIMEOUT_S)
+    worker_log = (stack.home / "worker-1.log").read_text(errors="replace")[-4000:]
+    assert run.ok, f"{deployment} ended {run.state}: {run.message}\n{run.output[-3000:]}\nworker log:\n{worker_log}"
+    assert "Completed" in run.output, run.output[-3000:]
+    return run.output
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +53,12 @@ def stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("prefect-e2e")
     (tmp / "sentiflow.yaml").write_text("extraction:\n  extractors: [logmel, transcript, text]\n  batch_size: 4\n",
                                         encoding="utf-8")
-    s = Stack(tmp)
+    env = {"SENTIFLOW_HOME": str(tmp / "sentiflow"), "SENTIFLOW_CACHE": str(tmp / "cache"),
+           "SENTIFLOW_RUNS": str(tmp / "runs"), "SENTIFLOW_SCORES": str(tmp / "scores"),
+           "SENTIFLOW_CONFIG": str(tmp / "sentiflow.yaml")}
+    if os.environ.get("SENTIFLOW_TEST_PREFECT_DB_URL"):
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = os.environ["SENTIFLOW_TEST_PREFECT_DB_URL"]
+    s = PrefectStack(tmp / "prefect-home", ROOT, env=env)
     try:
         s.start()
         yield s
@@ -172,40 +68,36 @@ def stack(tmp_path_factory):
         assert p.poll() is not None, f"process {p.args[:3]} still running"
 
 
-def _flow_runs(stack: Stack, deployment: str) -> list:
+def _flow_runs(stack: PrefectStack, deployment: str) -> list:
     from prefect.client.orchestration import SyncPrefectClient
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName, FlowRunFilter  # noqa: F401
 
     flow_name, dep_name = deployment.split("/")
-    with SyncPrefectClient(stack.env["PREFECT_API_URL"]) as client:
+    with SyncPrefectClient(stack.api_url) as client:
         dep = client.read_deployment_by_name(deployment)
         return client.read_flow_runs(flow_run_filter=FlowRunFilter(deployment_id={"any_": [dep.id]}))
 
 
-def _artifacts(stack: Stack, key: str) -> list:
+def _artifacts(stack: PrefectStack, key: str) -> list:
     from prefect.client.orchestration import SyncPrefectClient
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    with SyncPrefectClient(stack.env["PREFECT_API_URL"]) as client:
+    with SyncPrefectClient(stack.api_url) as client:
         return client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
 
 
-def test_extract_train_score_through_prefect_cli(stack: Stack):
+def test_extract_train_score_through_prefect_cli(stack: PrefectStack):
     from extractors.config import load_config
     from extractors.keys import FeatureLookup
     from pipeline.cache import FeatureCache, hash_file
 
-    tmp = stack.tmp
-    mosi = tmp / "mosi"
-    folds = build_mosi_raw(SAMPLES, mosi)
-    splits = {"train": [], "valid": [], "test": []}
-    for vid, split in folds.items():
-        splits[split].append(vid)
-    (tmp / "folds.json").write_text(json.dumps(splits), encoding="utf-8")
+    tmp = stack.home.parent
+    mosi = build_mosi_raw(tmp / "mosi", folds=None)      # custom video ids and no folds: extraction needs none
+    (tmp / "folds.json").write_text(json.dumps(SAMPLE_FOLDS), encoding="utf-8")
     clips = sorted((mosi / "Raw" / "Video" / "Segmented").glob("*.mp4"))
     assert len(clips) >= 4
 
-    stack.run("extract/mosi", {"root": str(mosi), "folds": str(tmp / "folds.json"), "device": "cpu"})
+    run_ok(stack, "extract/mosi", {"root": str(mosi), "device": "cpu"})
     config = load_config(str(tmp / "sentiflow.yaml"))
     lookup = FeatureLookup(config, FeatureCache(tmp / "cache", create=False))
     for clip in clips:
@@ -219,7 +111,8 @@ def test_extract_train_score_through_prefect_cli(stack: Stack):
     assert {r["status"] for r in table} == {"done"}, table
     assert _artifacts(stack, "extract-progress")[0].data == 100.0
 
-    stack.run("train/default", {"root": str(mosi), "folds": str(tmp / "folds.json"), "device": "cpu",
+    (mosi / "folds.json").write_text(json.dumps(SAMPLE_FOLDS), encoding="utf-8")   # training reads the root's
+    run_ok(stack, "train/default", {"root": str(mosi), "device": "cpu",
                                 "model": "unimodal", "modalities": ["audio"], "run_name": "e2e",
                                 "options": {"model": {"modality": "audio"},
                                             "train": {"epochs": 2, "batch_size": 4, "patience": 0}}})
@@ -232,7 +125,7 @@ def test_extract_train_score_through_prefect_cli(stack: Stack):
     for clip in clips[:3]:
         shutil.copyfile(clip, inbox / clip.name)
     out_file = tmp / "scores" / "inbox.csv"
-    stack.run("score/folder", {"folder": str(inbox), "run_dir": str(run_dir), "out": str(out_file),
+    run_ok(stack, "score/folder", {"folder": str(inbox), "run_dir": str(run_dir), "out": str(out_file),
                                "device": "cpu"})
     import pandas as pd
 
@@ -245,7 +138,7 @@ def test_extract_train_score_through_prefect_cli(stack: Stack):
     planned = json.loads(_artifacts(stack, "score-extract-summary")[0].data)
     assert [r["status"] for r in planned] == ["cached"] * 3, planned
 
-    stack.run("evaluate/default", {"run_dir": str(run_dir), "root": str(mosi), "folds": str(tmp / "folds.json"),
+    run_ok(stack, "evaluate/default", {"run_dir": str(run_dir), "root": str(mosi), "folds": str(tmp / "folds.json"),
                                    "split": "all", "device": "cpu", "out_dir": str(tmp / "eval")})
     metrics = json.loads((tmp / "eval" / "metrics.json").read_text())
     assert math.isfinite(metrics["mae"]) and metrics["mae"] >= 0
@@ -282,17 +175,17 @@ def build_moseas(src: Path, dst: Path, language: str) -> None:
     shutil.copyfile(src / "labels.csv", lang / "label.csv")
 
 
-def test_experiments_and_report_through_prefect_cli(stack: Stack):
+def test_experiments_and_report_through_prefect_cli(stack: PrefectStack):
     """ablate, crossval, transfer, a classification task and report, each from its deployment."""
     import pandas as pd
 
-    tmp = stack.tmp
+    tmp = stack.home.parent
     mosi = tmp / "mosi"
     assert (mosi / "Raw").is_dir(), "runs after test_extract_train_score_through_prefect_cli"
     folds = str(tmp / "folds.json")
     tiny = {"train": {"epochs": 2, "batch_size": 4, "patience": 0, "cpu_threads": 1}}
 
-    stack.run("ablate/default", {"root": str(mosi), "folds": folds, "device": "cpu", "model": "ef_lstm",
+    run_ok(stack, "ablate/default", {"root": str(mosi), "folds": folds, "device": "cpu", "model": "ef_lstm",
                                  "name": "ablation", "seeds": [1, 2], "modality_sets": ["T", "A", "TA"],
                                  "options": tiny, "eval_split": "test"})
     ablation = tmp / "runs" / "ablation"
@@ -300,7 +193,7 @@ def test_experiments_and_report_through_prefect_cli(stack: Stack):
     assert len(table) == 3 and not table.isna().any().any(), table.to_string()
     assert "ablation-table" in [a.key for a in _artifacts(stack, "ablation-table")]
 
-    stack.run("crossval/default", {"root": str(mosi), "folds": folds, "device": "cpu", "model": "ef_lstm",
+    run_ok(stack, "crossval/default", {"root": str(mosi), "folds": folds, "device": "cpu", "model": "ef_lstm",
                                    "name": "cv", "k": 3, "options": tiny})
     cv = tmp / "runs" / "cv"
     results = pd.read_csv(cv / "results.csv")
@@ -309,7 +202,7 @@ def test_experiments_and_report_through_prefect_cli(stack: Stack):
 
     urfunny = tmp / "urfunny"
     build_urfunny(SAMPLES, urfunny)
-    stack.run("train/urfunny-humor", {"root": str(urfunny), "device": "cpu", "model": "ef_lstm", "run_name": "humor",
+    run_ok(stack, "train/urfunny-humor", {"root": str(urfunny), "device": "cpu", "model": "ef_lstm", "run_name": "humor",
                                       "extract_missing": True, "options": tiny})
     humor = json.loads((tmp / "runs" / "humor" / "run.json").read_text())
     assert humor["task"]["kind"] == "binary", humor["task"]
@@ -318,14 +211,14 @@ def test_experiments_and_report_through_prefect_cli(stack: Stack):
 
     moseas = tmp / "moseas"
     build_moseas(SAMPLES, moseas, "es")
-    stack.run("extract/moseas", {"root": str(moseas), "language": "es", "device": "cpu"})
-    stack.run("transfer/moseas", {"source_root": str(mosi), "source_folds": folds, "target_root": str(moseas),
+    run_ok(stack, "extract/moseas", {"root": str(moseas), "language": "es", "device": "cpu"})
+    run_ok(stack, "transfer/moseas", {"source_root": str(mosi), "source_folds": folds, "target_root": str(moseas),
                                   "target_languages": ["es"], "model": "ef_lstm", "name": "transfer",
                                   "fractions": [0.0, 0.5], "device": "cpu", "options": tiny})
     transfer = pd.read_csv(tmp / "runs" / "transfer" / "table.csv")
     assert len(transfer) >= 2 and not transfer.isna().any().any(), transfer.to_string()
 
-    stack.run("report/default", {"run_dirs": [str(ablation), str(tmp / "runs" / "humor")],
+    run_ok(stack, "report/default", {"run_dirs": [str(ablation), str(tmp / "runs" / "humor")],
                                  "out_dir": str(tmp / "report"), "title": "e2e"})
     html = (tmp / "report" / "report.html").read_text(encoding="utf-8")
     assert "<img" in html and "data:image/png;base64," in html
@@ -337,7 +230,7 @@ def test_experiments_and_report_through_prefect_cli(stack: Stack):
         assert states == ["COMPLETED"], (deployment, states)
 
 
-def test_nightly_schedule_creates_scheduled_runs(stack: Stack):
+def test_nightly_schedule_creates_scheduled_runs(stack: PrefectStack):
     deadline = time.monotonic() + 60
     runs: list = []
     while time.monotonic() < deadline:
@@ -351,3 +244,34 @@ def test_nightly_schedule_creates_scheduled_runs(stack: Stack):
         assert (t.hour, t.minute, t.second) == (2, 0, 0), t
     starts = sorted(r.expected_start_time for r in runs)
     assert all((b - a).total_seconds() == 86400 for a, b in zip(starts, starts[1:]))
+
+
+def test_failures_explain_themselves_in_the_state_message_and_watch_output(stack: PrefectStack):
+    """Absent labelled clips: failed rows with their expected paths, failures.jsonl, a Completed state whose message
+    and warning give the count and reasons; a failed run: its reason on one line in the state and in --watch."""
+    from pipeline.cache import FeatureCache
+
+    tmp = stack.home.parent
+    gaps = build_mosi_raw(tmp / "mosi-gaps", folds=None)
+    segmented = gaps / "Raw" / "Video" / "Segmented"
+    absent = sorted(segmented.glob("*.mp4"))[1:]
+    for clip in absent:
+        clip.unlink()
+    run = stack.run_deployment("extract/mosi", {"root": str(gaps), "device": "cpu"}, timeout=RUN_TIMEOUT_S)
+    assert run.ok, run.output[-3000:]
+    first = f"{absent[0].name}: labelled clip {absent[0].stem}: media file not found"
+    assert run.message.startswith("0 done, 1 cached, 9 failed") or run.message.startswith("1 done, 0 cached, 9 failed")
+    assert f"9 file(s) failed ({first};" in run.message and "\n" not in run.message, run.message
+    assert f"completed with failures: 9 file(s) failed ({first};" in run.output, run.output[-3000:]
+    summary = max(_artifacts(stack, "extract-summary"), key=lambda a: a.created)
+    failed = [r for r in json.loads(summary.data) if r["status"] == "failed"]
+    assert sorted(r["file"] for r in failed) == [str(p) for p in absent]
+    logged = {f["path"]: f["reason"] for f in FeatureCache(tmp / "cache", create=False).failures()}
+    assert all(logged.get(str(p)) == f"labelled clip {p.stem}: media file not found" for p in absent), logged
+
+    nowhere = tmp / "nowhere"
+    run = stack.run_deployment("train/default", {"root": str(nowhere), "device": "cpu"}, timeout=RUN_TIMEOUT_S)
+    reason = f"DatasetError: CMU-MOSI root {nowhere} is not a directory"
+    assert (run.state, run.returncode) == ("FAILED", 1), run.output[-3000:]
+    assert run.message == f"Flow run encountered an exception: {reason}"
+    assert reason in run.output and "Traceback" not in run.output, run.output[-3000:]

@@ -45,6 +45,68 @@ def test_paths_come_from_parameters_then_environment(monkeypatch, tmp_path):
     assert settings.config_path() is None
     monkeypatch.setenv("SENTIFLOW_CONFIG", "/etc/sf.yaml")
     assert settings.config_path() == "/etc/sf.yaml"
+    monkeypatch.delenv("SENTIFLOW_MOSI_FOLDS", raising=False)
+    assert settings.folds_path("mosi") is None
+    monkeypatch.setenv("SENTIFLOW_MOSI_FOLDS", str(tmp_path / "f.json"))
+    assert settings.folds_path("mosi") == tmp_path / "f.json" and settings.folds_path("mosi", "/p.json") == Path("/p.json")
+
+
+def test_folds_are_read_only_where_splits_are_used(monkeypatch, tmp_path, capsys):
+    """Extraction opens a MOSI layout with custom ids as it is; training takes the parameter, then the environment,
+    then <root>/folds.json, and lists ids in none of them as unassigned."""
+    import json
+
+    from flows.corpus import open_corpus
+    from pipeline.corpora.cmu import write_cmu_raw
+    from pipeline.corpora.folds import require_split
+    from pipeline.labels import read_labels
+    from tests.helpers.paths import SAMPLES
+
+    monkeypatch.delenv("SENTIFLOW_MOSI_FOLDS", raising=False)
+    root = write_cmu_raw(read_labels(SAMPLES / "labels.csv", SAMPLES), tmp_path / "mosi")
+    ds = open_corpus("mosi", str(root))
+    assert len(ds.media) == 10 and ds.splits_from == "" and "'rows': 10" in capsys.readouterr().out
+    ds = open_corpus("mosi", str(root), labelled_for="training", splits=True)
+    assert len(ds.table) == 0 and len(ds.unassigned) == 3
+    assert "3 video id(s) (astro_cool, astro_front, astro_mirror) are in none of the folds" in capsys.readouterr().out
+    with pytest.raises(Exception, match=r"training needs rows in split 'train'.*SENTIFLOW_MOSI_FOLDS"):
+        require_split(ds, "train", "training")
+    for name, folds in (("root", {"train": ["astro_cool"]}), ("env", {"train": ["astro_front"]}),
+                        ("param", {"train": ["astro_mirror"]})):
+        path = root / "folds.json" if name == "root" else tmp_path / f"{name}.json"
+        path.write_text(json.dumps(folds), encoding="utf-8")
+    monkeypatch.setenv("SENTIFLOW_MOSI_FOLDS", str(tmp_path / "env.json"))
+    assert {r.video_id for r in open_corpus("mosi", str(root), splits=True).table} == {"astro_front"}
+    picked = open_corpus("mosi", str(root), str(tmp_path / "param.json"), splits=True)
+    assert {r.video_id for r in picked.table} == {"astro_mirror"} and picked.unassigned == ["astro_cool", "astro_front"]
+    monkeypatch.delenv("SENTIFLOW_MOSI_FOLDS")
+    assert {r.video_id for r in open_corpus("mosi", str(root), splits=True).table} == {"astro_cool"}
+
+
+def test_expected_failures_are_logged_in_one_line_and_bugs_keep_their_traceback():
+    import logging
+
+    from flows.outcome import OneLineExpectedFailures, failure_note, one_line
+    from pipeline.corpora.base import DatasetError
+
+    def record(exc: BaseException, msg: str) -> logging.LogRecord:
+        try:
+            raise exc
+        except BaseException:
+            import sys
+            return logging.LogRecord("prefect.flow_runs", logging.ERROR, __file__, 1, msg, None, sys.exc_info())
+
+    expected = record(DatasetError("CMU-MOSI root /x is not a directory"), "Engine execution exited")
+    assert OneLineExpectedFailures().filter(expected) and expected.exc_info is None
+    assert logging.Formatter().format(expected) == \
+        "Engine execution exited: DatasetError: CMU-MOSI root /x is not a directory"
+    bug = record(KeyError("k"), "Encountered exception during execution: %r")
+    assert OneLineExpectedFailures().filter(bug) and bug.exc_info is not None
+    assert "Traceback" in logging.Formatter().format(bug)
+    assert one_line("a\n  b\tc") == "a b c" and len(one_line("x" * 900)) == 600
+    rows = [{"file": f"/d/{i}.mp4", "reason": f"bad {i}"} for i in range(5)]
+    assert failure_note(rows, "the summary") == \
+        "5 file(s) failed (0.mp4: bad 0; 1.mp4: bad 1; 2.mp4: bad 2; and 2 more); see the summary"
 
 
 def test_latest_run_picks_the_newest_trained_run(tmp_path):

@@ -9,14 +9,15 @@ import pytest
 
 from pipeline.corpora import load_dataset
 from pipeline.corpora.base import DatasetError
-from pipeline.corpora.cmu import read_cmu_transcripts
+from pipeline.corpora.cmu import read_cmu_transcripts, write_cmu_raw
 from pipeline.corpora.folder import load_folder
-from pipeline.corpora.folds import load_folds, standard_folds
+from pipeline.corpora.folds import assign_splits, load_folds, require_split, standard_folds
 from pipeline.corpora.mmsa import load_mmsa
 from pipeline.corpora.moseas import load_moseas
 from pipeline.corpora.mosi import load_mosi
 from pipeline.corpora.urfunny import load_urfunny
-from pipeline.labels import LabelError
+from pipeline.labels import LabelError, read_labels
+from tests.helpers.paths import SAMPLES
 
 MOSI_TRAIN, MOSI_VALID, MOSI_TEST = "2iD-tVS8NPw", "WKA5OygbEKI", "tmZoasNr4rU"   # ids of the SDK's folds
 
@@ -54,27 +55,67 @@ def test_mosi_raw_layout_with_standard_folds_transcripts_and_a_missing_clip(tmp_
     _mosi_raw(tmp_path, {MOSI_TRAIN: [(1, 2.4, "i loved it"), (2, -1.2, "not great")],
                          MOSI_VALID: [(1, 0.0, "it is a movie")], MOSI_TEST: [(3, -3.0, "awful")]},
               skip={f"{MOSI_TEST}_3"})
-    ds = load_dataset("mosi", tmp_path)
+    ds = assign_splits(load_dataset("mosi", tmp_path))
     rows = {r.id: r for r in ds.table}
     assert set(rows) == {f"{MOSI_TRAIN}_1", f"{MOSI_TRAIN}_2", f"{MOSI_VALID}_1", f"{MOSI_TEST}_3"}
     assert rows[f"{MOSI_TRAIN}_2"].label == pytest.approx(-1.2) and rows[f"{MOSI_TRAIN}_2"].text == "not great"
     assert [rows[f"{v}"].mode for v in (f"{MOSI_TRAIN}_1", f"{MOSI_VALID}_1", f"{MOSI_TEST}_3")] == \
         ["train", "valid", "test"]
     assert rows[f"{MOSI_TEST}_3"].path is None and len(ds.media) == 3
-    assert ds.problems == [f"{MOSI_TEST}_3: media file not found, expected "
-                           f"{tmp_path / 'Raw/Video/Segmented' / (MOSI_TEST + '_3.mp4')}"]
+    assert ds.problems == [(str(tmp_path / "Raw/Video/Segmented" / f"{MOSI_TEST}_3.mp4"),
+                            f"labelled clip {MOSI_TEST}_3: media file not found")]
     assert ds.extras()[rows[f"{MOSI_TRAIN}_1"].path] == {"transcript": "i loved it"}
     assert ds.summary()["rows"] == {"train": 2, "valid": 1, "test": 1}
 
 
-def test_mosi_unknown_video_ids_need_a_folds_file(tmp_path):
-    _mosi_raw(tmp_path / "d", {"myvid": [(1, 1.0, "fine")], "other": [(1, -1.0, "bad")]})
-    with pytest.raises(DatasetError, match=r"myvid, other are in none of the folds.*`folds`"):
-        load_mosi(tmp_path / "d")
-    folds = tmp_path / "folds.json"
-    folds.write_text(json.dumps({"train": ["myvid"], "dev": ["other"], "test": []}), encoding="utf-8")
-    ds = load_mosi(tmp_path / "d", folds=folds)
-    assert {r.video_id: r.mode for r in ds.table} == {"myvid": "train", "other": "valid"}
+def test_mosi_with_custom_ids_opens_without_folds_and_lists_them_unassigned(tmp_path):
+    root = tmp_path / "d"
+    _mosi_raw(root, {"myvid": [(1, 1.0, "fine"), (2, 0.5, "ok")], "other": [(1, -1.0, "bad")]})
+    ds = load_dataset("mosi", root)                           # what extraction opens: no folds read
+    assert len(ds.media) == 3 and ds.splits_from == "" and ds.summary()["rows"] == 3
+    ds = assign_splits(ds)                                    # the standard folds hold neither id
+    assert len(ds.table) == 0 and ds.unassigned == ["myvid", "other"]
+    assert ds.summary()["unassigned"] == "2 video id(s) (myvid, other) are in none of the folds"
+    with pytest.raises(DatasetError, match=r"training needs rows in split 'train', and there are none: 2 video id\(s\) "
+                       r"\(myvid, other\) are in none of the folds of the CMU-MultimodalSDK standard mosi folds; pass "
+                       r"a folds file .*SENTIFLOW_MOSI_FOLDS\), or put one at .*d/folds.json"):
+        require_split(ds, "train", "training")
+    (root / "folds.json").write_text(json.dumps({"train": ["myvid"], "test": []}), encoding="utf-8")
+    ds = assign_splits(load_dataset("mosi", root))            # <root>/folds.json is picked up
+    assert [(r.id, r.mode) for r in ds.table] == [("myvid_1", "train"), ("myvid_2", "train")]
+    assert ds.unassigned == ["other"] and ds.splits_from == str(root / "folds.json")
+    assert len(require_split(ds, "train", "training")) == 2
+    given = tmp_path / "folds.json"                           # a folds file passed in beats the root's
+    given.write_text(json.dumps({"train": ["myvid"], "dev": ["other"], "test": []}), encoding="utf-8")
+    ds = assign_splits(load_dataset("mosi", root), given)
+    assert {r.video_id: r.mode for r in ds.table} == {"myvid": "train", "other": "valid"} and not ds.unassigned
+
+
+def test_a_label_files_mode_column_beats_the_roots_folds_file(tmp_path):
+    _touch_media(tmp_path / "Raw/vidA/0001.mp4")
+    (tmp_path / "label.csv").write_text("video_id,clip_id,text,label,mode\nvidA,0001,good,1.5,test\n", encoding="utf-8")
+    (tmp_path / "folds.json").write_text(json.dumps({"train": ["vidA"]}), encoding="utf-8")
+    assert [r.mode for r in assign_splits(load_dataset("mosi", tmp_path)).table] == ["test"]
+    (tmp_path / "label.csv").write_text("video_id,clip_id,text,label\nvidA,0001,good,1.5\n", encoding="utf-8")
+    (tmp_path / "folds.json").unlink()
+    ds = assign_splits(load_dataset("mosi", tmp_path))        # MMSA without modes: every row is train
+    assert [r.mode for r in ds.table] == ["train"] and ds.splits_from == "none given: every row is train"
+
+
+def test_sample_clips_laid_out_in_the_cmu_raw_layout_read_back(tmp_path):
+    table = read_labels(SAMPLES / "labels.csv", SAMPLES)
+    folds = {"train": ["astro_front", "astro_mirror"], "valid": ["astro_cool"], "test": []}
+    write_cmu_raw(table, tmp_path / "mosi", folds)
+    assert (tmp_path / "mosi/Raw/Video/Segmented/astro_front_1.mp4").read_bytes() == \
+        (SAMPLES / "astro_front/01.mp4").read_bytes()
+    ds = assign_splits(load_dataset("mosi", tmp_path / "mosi"))
+    assert ds.splits_from == str(tmp_path / "mosi/folds.json") and not ds.problems and not ds.unassigned
+    assert ds.summary()["rows"] == {"train": 7, "valid": 3, "test": 0}
+    rows = {r.id: r for r in ds.table}
+    source = {r.id: r for r in table}
+    assert sorted(rows) == sorted(f"{r.video_id}_{int(r.clip_id)}" for r in table)
+    assert rows["astro_cool_2"].text == source["astro_cool_02"].text and rows["astro_cool_2"].label == 2.6
+    assert rows["astro_cool_2"].mode == "valid" and Path(rows["astro_cool_2"].path).is_file()
 
 
 def test_folds_from_the_sdk_python_file_are_read_without_executing_it(tmp_path):
@@ -117,7 +158,7 @@ def test_mmsa_layout_and_missing_root_or_labels(tmp_path):
     ds = load_dataset("mosi", tmp_path)
     assert [(r.id, r.mode, bool(r.path)) for r in ds.table] == [("vidA_0001", "train", True),
                                                                 ("vidA_0002", "test", False)]
-    assert ds.problems == [f"vidA_0002: media file not found, expected {tmp_path / 'Raw/vidA/0002.mp4'}"]
+    assert ds.problems == [(str(tmp_path / "Raw/vidA/0002.mp4"), "labelled clip vidA_0002: media file not found")]
     with pytest.raises(DatasetError, match=r"root .*nope is not a directory"):
         load_mmsa(tmp_path / "nope")
     (tmp_path / "label.csv").unlink()
@@ -174,7 +215,8 @@ def test_moseas_as_the_multilingual_paper_uses_it(tmp_path):
     modes = {r.id: r.mode for r in paper.table}
     assert all(r.mode == modes[r.id] for r in kept.table)                                  # the same splits
     assert len(kept.media) == sum(1 for r in kept.table if r.path)
-    assert all(p.split(":")[0] in {r.id for r in kept.table} for p in kept.problems)
+    assert all(why.split(":")[0].removeprefix("labelled clip ") in {r.id for r in kept.table}
+               for _, why in kept.problems)
     via_table = load_dataset("moseas", tmp_path, language="fr", split="paper", drop_neutral=True)
     assert [r.id for r in via_table.table] == [r.id for r in kept.table]
     with pytest.raises(DatasetError, match="split must be 'file'.*or 'paper'"):
@@ -185,10 +227,12 @@ def test_urfunny_binary_labels_and_folds(tmp_path):
     for i in ("10", "11", "12"):
         _touch_media(tmp_path / "urfunny2_videos" / f"{i}.mp4")
     (tmp_path / "labels.csv").write_text("id,label,text\n10,1,a punchline\n11,0,no joke\n12,1,another\n")
-    with pytest.raises(DatasetError, match=r"no mode column and the folds file .*folds.json is missing"):
-        load_urfunny(tmp_path)
+    assert len(load_urfunny(tmp_path).media) == 3             # extraction needs no splits
+    with pytest.raises(DatasetError, match=r"urfunny: no splits: .*labels.csv has no mode column and there is no "
+                                           r"folds file; pass a folds file .*SENTIFLOW_URFUNNY_FOLDS"):
+        assign_splits(load_urfunny(tmp_path))
     (tmp_path / "folds.json").write_text(json.dumps({"train": ["10", "11"], "dev": [], "test": ["12"]}))
-    ds = load_urfunny(tmp_path)
+    ds = assign_splits(load_urfunny(tmp_path))
     assert ds.task == "binary"
     assert [(r.id, r.label, r.mode) for r in ds.table] == [("10", 1.0, "train"), ("11", 0.0, "train"),
                                                            ("12", 1.0, "test")]
