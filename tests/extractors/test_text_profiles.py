@@ -44,7 +44,7 @@ def test_a_paper_profile_loads_a_local_copy_and_the_fine_tuned_encoder_reads_the
     folder = make(tmp_path / "model")
     entries = encode(tmp_path, SENTENCES[:3], profile=profile, model=str(folder), seq_len=24)
     encoder = TextEncoder.from_pretrained(str(folder), "model.text_finetune.text_model").eval()
-    assert (encoder.n_layers, encoder.hidden_size) == (2, 16)
+    assert (encoder.n_layers, encoder.hidden_size, encoder.max_tokens) == (2, 16, 64)   # RoBERTa: 66 - 2
     for entry in entries:
         t = entry.load()
         n = int(t["mask"].sum())
