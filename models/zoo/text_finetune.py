@@ -52,16 +52,17 @@ class TextFinetune(SentimentModel):
             raise ConfigError(f"{SETTING}.dropout must be in [0, 1), got {config.dropout}")
         self.text_encoder = text_encoder or TextEncoder.from_pretrained(
             config.text_model, f"{SETTING}.text_model", config.gradient_checkpointing)
-        if "text" in spec.dims and spec.dims["text"] != self.text_encoder.hidden_size:
-            raise ConfigError(f"{SETTING}.text_model {config.text_model!r} is {self.text_encoder.hidden_size} wide "
-                              f"but the cached text features are {spec.dims['text']} wide: set it to the text "
-                              "extractor's model (extraction.options.text.model), whose tokenizer made the token ids")
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(self.text_encoder.hidden_size, spec.n_outputs)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
         """Predict from token ids (rows without text read zeros)."""
         require_keys(batch, ["text_ids"], self.name)
+        features = batch.get("text")
+        if features is not None and features.shape[-1] != self.text_encoder.hidden_size:
+            raise ConfigError(f"{SETTING}.text_model {self.config.text_model!r} is {self.text_encoder.hidden_size} "
+                              f"wide but the cached text features are {features.shape[-1]} wide: set it to the text "
+                              "extractor's model (extraction.options.text.model), whose tokenizer made the token ids")
         ids = batch["text_ids"].long()
         mask = batch.get("text_attention_mask")
         mask = torch.ones_like(ids, dtype=torch.float) if mask is None else mask.float()

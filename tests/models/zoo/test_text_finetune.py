@@ -150,3 +150,18 @@ def test_init_from_starts_another_models_text_encoder_from_the_text_run(tiny_tex
 
 
 ENCODER_WEIGHTS = "model.embeddings.word_embeddings.weight"
+
+
+def test_an_encoder_of_another_width_than_the_cached_text_is_refused_by_name(tiny_text_run) -> None:
+    from models.base import ModelSpec
+    from models.registry import build_model
+
+    folder = tiny_text_run[0]
+    model = build_model("text_finetune", ModelSpec(dims={"text": 384}), {"text_model": str(folder)})
+    batch = {"text_ids": torch.ones(2, 5, dtype=torch.long), "text_attention_mask": torch.ones(2, 5),
+             "text": torch.zeros(2, 5, 384)}
+    with pytest.raises(ConfigError, match=r"model.text_finetune.text_model .* is 16 wide but the cached text "
+                                          r"features are 384 wide"):
+        model(batch)
+    batch["text"] = torch.zeros(2, 5, 16)
+    assert model(batch).prediction.shape == (2, 1)
