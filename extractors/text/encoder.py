@@ -112,8 +112,9 @@ def resolve_text_model(name: str) -> str:
 def load_offline(name: str, setting: str, load: Callable[[str, bool], T], hub: bool = False,
                  profile: str = "") -> T:
     """`load(path, local_files_only)` of text model `name` without the library's noise: from local files only,
-    or with `hub` from a model hub too (a profile's model); on failure one TextModelUnavailable line that names
-    the model, the config key `setting` to change (and the profile) and how to point it at a local copy."""
+    or with `hub` from a model hub too (a profile's model; `profile` says which, for the message); on failure one
+    TextModelUnavailable line that names the model, the config key `setting` to change and how to point it at a
+    local copy."""
     from transformers.utils import logging as hf_logging
 
     path = resolve_text_model(name)
@@ -130,7 +131,7 @@ def load_offline(name: str, setting: str, load: Callable[[str, bool], T], hub: b
             where = f"no model hub reachable and not in the local Hugging Face cache: {reason}"
         else:
             where = f"model (not in the local Hugging Face cache): {reason}"
-        chosen = f" ({PROFILE_CONFIG_KEY}: {profile})" if profile else ""
+        chosen = f" ({profile})" if profile else ""
         fix = (f"set {setting} to a local copy of {name!r} (a directory written by save_pretrained) or run "
                f"where the hub is reachable" if profile else
                f"set {setting} to a local model directory or to {PACKAGED_MINILM!r}")
@@ -283,7 +284,8 @@ class TextEncoderExtractor(Extractor):
         if c.seq_len < 2:
             raise ConfigError("extraction.options.text.seq_len must be at least 2")
         name, layers, hub = c.resolved()
-        tokenizer, model = load_text_model(name, self.device, c.dtype, hub, c.profile)
+        tokenizer, model = load_text_model(name, self.device, c.dtype, hub,
+                                           f"{PROFILE_CONFIG_KEY}: {c.profile}" if c.profile else "")
         n_hidden = model.config.num_hidden_layers + 1
         window = self.window(model)
         window_starts(window + 1, window, c.window_overlap)     # refuses a window and overlap that cannot work

@@ -35,7 +35,7 @@ def load_pretrained_encoder(name: str, setting: str) -> nn.Module:
 
     profile = hub_profile(name)
     model = load_offline(name, setting, lambda path, local: AutoModel.from_pretrained(path, local_files_only=local),
-                         hub=bool(profile), profile=profile)
+                         hub=bool(profile), profile=f"the {profile!r} text profile's model" if profile else "")
     check_architecture(model, f"{setting} {name!r}")
     return model
 
