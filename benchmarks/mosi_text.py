@@ -62,6 +62,7 @@ MODELS = [
     ("multilogue_paper", "multilogue", {}, "paper:moseas"),   # multilingual paper Section 6.1.2, text alone
     ("mult_paper", "mult", {}, "paper:moseas"),               # multilingual paper Section 6.1.3, Table 1 "MuT T"
     ("adamml_paper", "adamml", {}, "paper:moseas"),           # multilingual paper Section 5.2, text alone
+    ("text_finetune", "text_finetune", {}, "finetune:mosi"),  # MiniLM fine-tuned end to end from the cached ids
 ]
 # extractors run beside `text` for the runs whose recipe reads word-level text
 ALSO_EXTRACT = ["aligned"]
@@ -154,7 +155,8 @@ def render(results: list[dict], info: dict, device: torch.device, extract_s: flo
              "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()), "",
              f"Command: `{command_line(args)}`", "",
              f"Text features (frozen packaged all-MiniLM-L6-v2, 384-d, 100 tokens): {extract_line}, "
-             f"{extract_s:.1f} s", "",
+             f"{extract_s:.1f} s; a fine-tuned run (text_finetune) trains the same encoder end to end from the "
+             "cached token ids", "",
              f"Validation split ({args.n_valid} segments). Acc-2 and F1 as non0 / has0 (negative vs positive without "
              "zero labels / negative vs non-negative). Prec / Rec / F1: the support-weighted binary (non0) and "
              "7-class columns of Seq2Seq2Sentiment Tables 1-3. A run with a recipe trains with it; "

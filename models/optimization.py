@@ -82,12 +82,13 @@ class TrainConfig(ConfigBase):
     monitor: str = "mae"             # validation metric, or "loss" / "loss:<term>", that selects the best epoch
     monitor_mode: str = "min"        # "min" or "max" (a loss monitor is always "min")
     min_delta: float = 0.0           # smallest change of the monitored value that counts as improvement
-    amp: str = "auto"                # CUDA only: auto (bf16 if supported else fp16) | bf16 | fp16 | off
+    amp: str = "auto"                # CUDA: auto (bf16 if supported else fp16) | bf16 | fp16 | off; CPU: bf16 only
     seed: int = 1
     seeds: list[int] = field(default_factory=list)   # several: one run per seed, reported as mean ± std
     checkpoint_every: int = 1        # epochs between resumable checkpoints
     cpu_threads: int = 0             # torch intra-op threads when training on CPU; 0 keeps torch's default
     compile: bool = False            # torch.compile the model in place (kernel fusion; pays off on long GPU runs)
+    init_from: str = ""              # a run directory whose fine-tuned text encoder starts the model's (--init-from)
 
     def validate(self) -> None:
         """Raise ConfigError on values the trainer cannot use."""

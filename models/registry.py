@@ -32,6 +32,7 @@ MODELS: "Registry[SentimentModel]" = Registry("model", {
     "unimodal": "models.zoo.baselines:UnimodalHead",
     "ef_lstm": "models.zoo.baselines:EarlyFusionLSTM",
     "word_lstm": "models.zoo.baselines:WordLSTM",
+    "text_finetune": "models.zoo.text_finetune:TextFinetune",
 })
 
 

@@ -38,7 +38,9 @@ from pipeline.files import atomic_write_json
 
 
 def amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype to use, or None (always None off CUDA)."""
+    """The autocast dtype to use, or None: on CUDA per `amp`; on CPU bf16 only when `amp: bf16` asks for it."""
+    if device.type == "cpu" and config.amp == "bf16":
+        return torch.bfloat16
     if device.type != "cuda" or config.amp == "off":
         return None
     if config.amp == "fp16":
@@ -49,7 +51,7 @@ def amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None):
-    return torch.autocast(device_type="cuda", dtype=dtype) if dtype is not None else nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
 def run_logger(run_dir: Path) -> logging.Logger:

@@ -148,9 +148,47 @@ def keep_best_seed(run_dir: Path, runs: dict[int, Path]) -> Path:
 
 
 def seeded_model(model: str, spec: ModelSpec, opts: "RunOptions") -> Any:
-    """The model with its initial weights drawn from `train.seed`, so the same command gives the same run."""
+    """The model with its initial weights drawn from `train.seed`, so the same command gives the same run, its
+    text encoder started from `train.init_from`'s when that names a run."""
     torch.manual_seed(opts.train.seed)
-    return build_model(model, spec, opts.model)
+    net = build_model(model, spec, opts.model)
+    if opts.train.init_from:
+        init_text_encoders(net, opts.train.init_from)
+    return net
+
+
+ENCODER_KEY = "model.embeddings.word_embeddings.weight"   # every TextEncoder's state has it
+
+
+def init_text_encoders(net: torch.nn.Module, source: str | Path) -> list[str]:
+    """Set every text encoder of `net` to the fine-tuned text encoder in run directory `source`'s weights
+    (`train.init_from`); the names of the encoders set."""
+    from models.checkpoint import read_safetensors
+    from models.nn.text_encoder import TextEncoder
+
+    targets = {name: m for name, m in net.named_modules() if isinstance(m, TextEncoder)}
+    if not targets:
+        raise ConfigError(f"train.init_from: model {getattr(net, 'name', type(net).__name__)} has no fine-tunable "
+                          "text encoder to start from a text run (text_finetune and hybrid_modal have one)")
+    record = read_run_record(source)
+    weights = Path(source) / WEIGHTS_FILE
+    if not weights.is_file():
+        raise ConfigError(f"train.init_from: {source} has no trained weights ({WEIGHTS_FILE})")
+    state = read_safetensors(weights, "cpu")
+    prefixes = sorted(k[: -len(ENCODER_KEY)] for k in state if k.endswith(ENCODER_KEY))
+    if not prefixes:
+        raise ConfigError(f"train.init_from: the {record['model']} run in {source} has no fine-tuned text encoder "
+                          "(train one with --model text_finetune)")
+    encoder = {k[len(prefixes[0]):]: v for k, v in state.items() if k.startswith(prefixes[0] + "model.")}
+    for name, target in targets.items():
+        try:
+            target.load_state_dict(encoder, strict=True)
+        except RuntimeError as exc:
+            raise ConfigError(f"train.init_from: the text encoder of {source} ({record['model']}) does not fit "
+                              f"{name or 'the model'}'s ({str(exc).splitlines()[0][:160]}); train both on the "
+                              "same text model") from None
+    log.info("text encoder(s) %s start from %s", ", ".join(targets), source)
+    return list(targets)
 
 
 def _train_in(run_dir: Path, model: str, net: Any, spec: ModelSpec, opts: "RunOptions", config: SentiFlowConfig,

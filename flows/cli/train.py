@@ -27,6 +27,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", help="comma list of seeds: one run each, the best on validation kept, mean ± std "
                    "in seeds.json (default: train.seed)")
     p.add_argument("--modalities", help="comma list, e.g. text or text,audio (default: all available)")
+    p.add_argument("--init-from", metavar="RUN", help="start the model's text encoder from the fine-tuned one of "
+                   "this run directory (e.g. a text_finetune run; train.init_from)")
     add_task_arguments(p)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p.add_argument("--extract", action="store_true", help="first extract features the rows lack")
@@ -111,6 +113,8 @@ def run_train(args: argparse.Namespace) -> int:
     options = task_options(args, _options(args.options))
     if args.seeds:
         options.setdefault("train", {})["seeds"] = parse_seeds(args.seeds)
+    if args.init_from:
+        options.setdefault("train", {})["init_from"] = args.init_from
     run = train_model(args.cache, args.labels, args.model or DEFAULT_MODEL, args.out, config_path=args.config,
                       device=args.device, media_root=args.media_root,
                       modalities=args.modalities.split(",") if args.modalities else None,

@@ -18,18 +18,24 @@ from torch import nn
 
 from extractors.text.encoder import (  # noqa: F401  the names the zoo uses (zoo modules import only models.nn)
     PACKAGED_MINILM,
+    hub_profile,
     load_offline,
+    model_positions,
     resolve_text_model,
+    run_in_windows,
 )
 from models.nn.masking import valid_counts
 from pipeline.config import ConfigError
 
 
 def load_pretrained_encoder(name: str, setting: str) -> nn.Module:
-    """A BERT-architecture `AutoModel` from local files only, or a ConfigError naming `setting` (the config key)."""
+    """A BERT-architecture `AutoModel` from local files (a profile's hub model from a hub too), or a ConfigError
+    naming `setting` (the config key)."""
     from transformers import AutoModel
 
-    model = load_offline(name, setting, lambda path: AutoModel.from_pretrained(path, local_files_only=True))
+    profile = hub_profile(name)
+    model = load_offline(name, setting, lambda path, local: AutoModel.from_pretrained(path, local_files_only=local),
+                         hub=bool(profile), profile=f"the {profile!r} text profile's model" if profile else "")
     check_architecture(model, f"{setting} {name!r}")
     return model
 
@@ -74,6 +80,11 @@ class TextEncoder(nn.Module):
     def n_layers(self) -> int:
         """Number of encoder layers."""
         return len(self.model.encoder.layer)
+
+    @property
+    def max_tokens(self) -> int:
+        """Tokens one pass can take: the position embeddings (RoBERTa's start after the padding index)."""
+        return model_positions(self.model.config)
 
     @property
     def hidden_size(self) -> int:
@@ -123,3 +134,8 @@ class TextEncoder(nn.Module):
                 token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         """The last hidden state (B, T, D)."""
         return self.hidden_states(ids, mask, [self.n_layers], token_type_ids)[0]
+
+    def windowed(self, ids: torch.Tensor, mask: torch.Tensor, window: int = 0, overlap: int = 32) -> torch.Tensor:
+        """The last hidden state (B, T, D) of a batch of any length: overlapping windows of `window` tokens
+        (0: `max_tokens`) averaged where they overlap (`run_in_windows`)."""
+        return run_in_windows(self.forward, ids, mask, window or self.max_tokens, overlap)

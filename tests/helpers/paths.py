@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]          # the project checkout
 SAMPLES = ROOT / "sample_videos"                     # the bundled demo clips and labels.csv
-SHARED = ROOT.parent / "shared"                      # developers' and CI's material; absent in a user's clone
+SHARED = Path(os.environ.get("SENTIFLOW_SHARED") or ROOT.parent / "shared")   # developers' and CI's material
+# (absent in a user's clone); SENTIFLOW_SHARED names it for a checkout elsewhere (e.g. a git worktree)
 SHARED_CLIPS = SHARED / "clips"
 
 

