@@ -27,6 +27,9 @@ class ExtractionConfig(ConfigBase):
     # peak for 2x length by default, +18 MiB with 131072); None keeps glibc's dynamic threshold
     malloc_mmap_threshold: int | None = 131072
     trim_heap_after_extractor: bool = True   # malloc_trim(0) after each extractor's batch (glibc only)
+    # a claim on an entry being computed lasts this long unless renewed (every quarter of it, while the owner works);
+    # another host takes a dead host's claims over once they expire (pipeline/claims.py)
+    claim_lease_seconds: float = 60.0
 
 
 @dataclass

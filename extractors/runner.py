@@ -48,6 +48,10 @@ class ExtractionRunner:
         self.config = config
         self.heap_tuned = apply_heap_settings(config.extraction)
         self.cache = cache
+        if not config.extraction.claim_lease_seconds > 0:
+            raise ConfigError("extraction.claim_lease_seconds must be > 0 (seconds a claim lasts unless renewed), "
+                              f"got {config.extraction.claim_lease_seconds}")
+        cache.claims.lease_seconds = config.extraction.claim_lease_seconds
         self.only = list(only) if only else None
         self.device = torch.device(device)
         names = list(only) if only else list(config.extraction.extractors)

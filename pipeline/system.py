@@ -20,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+import socket
 from functools import lru_cache
 from importlib import metadata
 from typing import Any
@@ -81,6 +82,47 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+HOST_ID_VARIABLE = "SENTIFLOW_HOST_ID"   # overrides the host name (containers with shared or random names)
+
+
+def host_name() -> str:
+    """This host's name for claims and device slots: SENTIFLOW_HOST_ID, else the network host name."""
+    return os.environ.get(HOST_ID_VARIABLE, "").strip() or socket.gethostname() or "host"
+
+
+def boot_id() -> str:
+    """This kernel boot's random id (Linux), or "" where the system has none: process ids restart at each boot."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
+def pid_namespace() -> str:
+    """This process's PID namespace (Linux, e.g. "pid:[4026531836]"), or "": a process id names a process only in it."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
+def process_start_time(pid: int) -> int | None:
+    """When process `pid` started, in clock ticks since boot (Linux), or None when it does not exist or is unknown.
+
+    Together with the pid it names one process: a reused pid belongs to a process with a later start time.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    try:   # field 22; the command name (field 2) is in parentheses and may hold spaces
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (IndexError, ValueError):
+        return None
 
 
 def resolve_device(setting: str = "auto") -> torch.device:
