@@ -54,6 +54,12 @@ class ExtractionRunner:
         cache.claims.lease_seconds = config.extraction.claim_lease_seconds
         self.only = list(only) if only else None
         self.device = torch.device(device)
+        threads = config.extraction.cpu_threads
+        if threads is not None:
+            if threads < 1:
+                raise ConfigError(f"extraction.cpu_threads must be null or >= 1, got {threads}")
+            if self.device.type == "cpu":
+                torch.set_num_threads(threads)
         names = list(only) if only else list(config.extraction.extractors)
         for n in names:
             get_extractor_class(n)  # fail fast on an unknown name

@@ -20,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+import re
 import socket
 from functools import lru_cache
 from importlib import metadata
@@ -134,6 +135,30 @@ def resolve_device(setting: str = "auto") -> torch.device:
     if setting != "cpu" and not setting.startswith("cuda"):
         raise ConfigError(f"device must be auto, cpu or cuda[:N], got {setting!r}")
     return torch.device(setting)
+
+
+DEVICE_SETTING = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def host_devices(setting: str = "auto", gpu_count: int | None = None) -> list[str]:
+    """The devices of this host a device setting may use: 'cuda' or 'auto' -> every GPU ('cuda:0', 'cuda:1', ...),
+    'cuda:N' -> that one, 'cpu' (or 'auto' without a GPU) -> 'cpu'. `gpu_count` defaults to torch's count."""
+    if not DEVICE_SETTING.fullmatch(setting):
+        raise ConfigError(f"device must be auto, cpu or cuda[:N], got {setting!r}")
+    if setting == "cpu":
+        return ["cpu"]
+    n = torch.cuda.device_count() if gpu_count is None else gpu_count
+    if setting == "auto":
+        return [f"cuda:{i}" for i in range(n)] or ["cpu"]
+    if n == 0:
+        raise ConfigError(f"--device {setting} was asked for but this host ({host_name()}) has no CUDA device; "
+                          "use --device cpu or auto")
+    if setting == "cuda":
+        return [f"cuda:{i}" for i in range(n)]
+    index = int(setting.split(":")[1])
+    if index >= n:
+        raise ConfigError(f"--device {setting} was asked for but this host ({host_name()}) has {n} CUDA device(s)")
+    return [setting]
 
 
 def library_versions() -> dict[str, str]:
