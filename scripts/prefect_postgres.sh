@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the Prefect end-to-end test (or any command) against a throwaway PostgreSQL cluster on loopback.
 #
-#   scripts/prefect_postgres.sh                      # the e2e test: tests/test_flows_e2e.py
+#   scripts/prefect_postgres.sh                      # the e2e test: tests/flows/test_deployments.py
 #   scripts/prefect_postgres.sh CMD [ARGS...]        # any command; it sees PREFECT_API_DATABASE_CONNECTION_URL
 #
 # Needs the PostgreSQL server binaries (Debian: `apt-get install -y postgresql`; PG_BIN overrides where they are).
@@ -56,5 +56,5 @@ export PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=1
 if [[ $# -gt 0 ]]; then
     "$@"
 else
-    "$ROOT/.venv/bin/pytest" -q -p no:cacheprovider tests/test_flows_e2e.py
+    "$ROOT/.venv/bin/python" -m pytest -q -p no:cacheprovider tests/flows/test_deployments.py
 fi

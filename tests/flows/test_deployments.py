@@ -1,6 +1,7 @@
-"""End to end through a real Prefect server and process worker: extract/mosi, train/default, score/folder and
-evaluate/default via the CLI; the experiment deployments (ablate, crossval, transfer, a classification task,
-report); and the nightly schedule creating scheduled runs. Everything started here is stopped at the end.
+"""End to end through a real Prefect server and process worker (tests/helpers/prefect_stack.py): extract/mosi,
+train/default, score/folder and evaluate/default via the CLI; the experiment deployments (ablate, crossval,
+transfer, a classification task, report); and the nightly schedule creating scheduled runs. Everything started
+here is stopped at the end.
 
 Set SENTIFLOW_TEST_PREFECT_DB_URL (postgresql+asyncpg://...) to run the same against PostgreSQL
 (scripts/prefect_postgres.sh does that with a throwaway cluster).
@@ -10,49 +11,18 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.helpers.paths import ROOT
+from tests.helpers.paths import SAMPLES
+from tests.helpers.prefect_stack import Stack
 
 pytest.importorskip("prefect")
 
-SAMPLES = ROOT / "sample_videos"
-BIN = Path(sys.executable).parent
-PREFECT = str(BIN / "prefect")
-START_TIMEOUT_S = 180
-RUN_TIMEOUT_S = 400
-
 pytestmark = pytest.mark.skipif(not (SAMPLES / "labels.csv").is_file(), reason="sample_videos/ not generated")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(15)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(5)
 
 
 def build_mosi_raw(src: Path, dst: Path) -> dict[str, str]:
@@ -81,82 +51,6 @@ def build_mosi_raw(src: Path, dst: Path) -> dict[str, str]:
     return folds
 
 
-class Stack:
-    """A Prefect server + one process worker in a temp PREFECT_HOME, driven through the `prefect` CLI."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.port = _free_port()
-        self.procs: list[subprocess.Popen] = []
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SENTIFLOW_"))}
-        self.env.update({
-            "PREFECT_HOME": str(tmp / "prefect-home"),
-            "PREFECT_API_URL": f"http://127.0.0.1:{self.port}/api",
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
-            "PREFECT_UI_ENABLED": "false",
-            "PREFECT_LOGGING_LEVEL": "WARNING",
-            "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "1",
-            "PREFECT_RUNNER_POLL_FREQUENCY": "1",
-            "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
-            "PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED": "false",
-            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-            "SENTIFLOW_HOME": str(tmp / "sentiflow"),
-            "SENTIFLOW_CACHE": str(tmp / "cache"),
-            "SENTIFLOW_RUNS": str(tmp / "runs"),
-            "SENTIFLOW_SCORES": str(tmp / "scores"),
-            "SENTIFLOW_CONFIG": str(tmp / "sentiflow.yaml"),
-            "PYTHONUNBUFFERED": "1",
-        })
-        if os.environ.get("SENTIFLOW_TEST_PREFECT_DB_URL"):
-            self.env["PREFECT_API_DATABASE_CONNECTION_URL"] = os.environ["SENTIFLOW_TEST_PREFECT_DB_URL"]
-
-    def spawn(self, args: list[str], log: str) -> subprocess.Popen:
-        fh = open(self.tmp / log, "wb")
-        proc = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=fh, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-        self.procs.append(proc)
-        return proc
-
-    def cli(self, *args: str, timeout: float = RUN_TIMEOUT_S) -> subprocess.CompletedProcess:
-        return subprocess.run([PREFECT, *args], cwd=ROOT, env=self.env, capture_output=True, text=True,
-                              timeout=timeout)
-
-    def start(self) -> None:
-        server = self.spawn([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
-                            "server.log")
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.env['PREFECT_API_URL']}/health", timeout=2) as r:
-                    if r.read().strip() == b"true":
-                        break
-            except OSError:
-                pass
-            assert server.poll() is None, (self.tmp / "server.log").read_text(errors="replace")[-3000:]
-            assert time.monotonic() < deadline, "prefect server did not become healthy"
-            time.sleep(0.5)
-        r = self.cli("work-pool", "create", "local", "--type", "process")
-        assert r.returncode == 0, r.stdout + r.stderr
-        r = self.cli("--no-prompt", "deploy", "--all")
-        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-        self.spawn([PREFECT, "worker", "start", "--pool", "local", "--type", "process", "--name", "e2e"],
-                   "worker.log")
-
-    def stop(self) -> None:
-        for proc in reversed(self.procs):
-            _stop(proc)
-
-    def run(self, deployment: str, params: dict) -> str:
-        """`prefect deployment run NAME --params JSON --watch`; returns the finished flow run's state name."""
-        r = self.cli("deployment", "run", deployment, "--params", json.dumps(params), "--watch",
-                     "--watch-interval", "2")
-        out = r.stdout + r.stderr
-        worker_log = (self.tmp / "worker.log").read_text(errors="replace")[-4000:]
-        assert r.returncode == 0, f"{deployment} failed:\n{out[-3000:]}\nworker log:\n{worker_log}"
-        assert "Completed" in out, out[-3000:]
-        return out
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("prefect-e2e")
@@ -170,24 +64,6 @@ def stack(tmp_path_factory):
         s.stop()
     for p in s.procs:
         assert p.poll() is not None, f"process {p.args[:3]} still running"
-
-
-def _flow_runs(stack: Stack, deployment: str) -> list:
-    from prefect.client.orchestration import SyncPrefectClient
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName, FlowRunFilter  # noqa: F401
-
-    flow_name, dep_name = deployment.split("/")
-    with SyncPrefectClient(stack.env["PREFECT_API_URL"]) as client:
-        dep = client.read_deployment_by_name(deployment)
-        return client.read_flow_runs(flow_run_filter=FlowRunFilter(deployment_id={"any_": [dep.id]}))
-
-
-def _artifacts(stack: Stack, key: str) -> list:
-    from prefect.client.orchestration import SyncPrefectClient
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
-    with SyncPrefectClient(stack.env["PREFECT_API_URL"]) as client:
-        return client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
 
 
 def test_extract_train_score_through_prefect_cli(stack: Stack):
@@ -214,10 +90,10 @@ def test_extract_train_score_through_prefect_cli(stack: Stack):
         tensors = entry.load()
         assert tensors["fixed"].dim() == 2 and tensors["fixed"].shape[1] > 0
         assert bool(tensors["mask"].sum() > 0)
-    table = json.loads(_artifacts(stack, "extract-summary")[0].data)
+    table = json.loads(stack.artifacts("extract-summary")[0].data)
     assert sorted(Path(r["file"]).name for r in table) == sorted(c.name for c in clips)
     assert {r["status"] for r in table} == {"done"}, table
-    assert _artifacts(stack, "extract-progress")[0].data == 100.0
+    assert stack.artifacts("extract-progress")[0].data == 100.0
 
     stack.run("train/default", {"root": str(mosi), "folds": str(tmp / "folds.json"), "device": "cpu",
                                 "model": "unimodal", "modalities": ["audio"], "run_name": "e2e",
@@ -240,24 +116,24 @@ def test_extract_train_score_through_prefect_cli(stack: Stack):
     assert len(frame) == 3
     assert (frame["status"] != "failed").all(), frame.to_string()
     assert all(math.isfinite(v) and -3.5 <= v <= 3.5 for v in frame["score"])
-    assert "3 scored" in _artifacts(stack, "scores")[0].data
+    assert "3 scored" in stack.artifacts("scores")[0].data
     # the score flow's extraction step found the clips already cached (its plan keys agree with the runner's)
-    planned = json.loads(_artifacts(stack, "score-extract-summary")[0].data)
+    planned = json.loads(stack.artifacts("score-extract-summary")[0].data)
     assert [r["status"] for r in planned] == ["cached"] * 3, planned
 
     stack.run("evaluate/default", {"run_dir": str(run_dir), "root": str(mosi), "folds": str(tmp / "folds.json"),
                                    "split": "all", "device": "cpu", "out_dir": str(tmp / "eval")})
     metrics = json.loads((tmp / "eval" / "metrics.json").read_text())
     assert math.isfinite(metrics["mae"]) and metrics["mae"] >= 0
-    report = _artifacts(stack, "evaluate-report")[0].data
+    report = stack.artifacts("evaluate-report")[0].data
     assert "| mae |" in report and "data:image/png;base64," in report
     assert all(Path(p).is_file() and Path(p).suffix == ".png" for p in metrics["plots"].values())
     # the evaluate flow attaches the results report of the run and this evaluation
     assert (tmp / "eval" / "report" / "report.html").is_file()
-    assert "data:image/png;base64," in _artifacts(stack, "results-report")[0].data
+    assert "data:image/png;base64," in stack.artifacts("results-report")[0].data
 
     for deployment in ("extract/mosi", "train/default", "score/folder", "evaluate/default"):
-        states = [r.state.type.value for r in _flow_runs(stack, deployment)]
+        states = [r.state.type.value for r in stack.flow_runs(deployment)]
         assert states == ["COMPLETED"], (deployment, states)
 
 
@@ -298,7 +174,7 @@ def test_experiments_and_report_through_prefect_cli(stack: Stack):
     ablation = tmp / "runs" / "ablation"
     table = pd.read_csv(ablation / "table.csv")
     assert len(table) == 3 and not table.isna().any().any(), table.to_string()
-    assert "ablation-table" in [a.key for a in _artifacts(stack, "ablation-table")]
+    assert "ablation-table" in [a.key for a in stack.artifacts("ablation-table")]
 
     stack.run("crossval/default", {"root": str(mosi), "folds": folds, "device": "cpu", "model": "ef_lstm",
                                    "name": "cv", "k": 3, "options": tiny})
@@ -329,11 +205,11 @@ def test_experiments_and_report_through_prefect_cli(stack: Stack):
                                  "out_dir": str(tmp / "report"), "title": "e2e"})
     html = (tmp / "report" / "report.html").read_text(encoding="utf-8")
     assert "<img" in html and "data:image/png;base64," in html
-    assert "data:image/png;base64," in _artifacts(stack, "results-report")[0].data
+    assert "data:image/png;base64," in stack.artifacts("results-report")[0].data
 
     for deployment in ("ablate/default", "crossval/default", "train/urfunny-humor", "transfer/moseas",
                        "report/default"):
-        states = [r.state.type.value for r in _flow_runs(stack, deployment)]
+        states = [r.state.type.value for r in stack.flow_runs(deployment)]
         assert states == ["COMPLETED"], (deployment, states)
 
 
@@ -341,7 +217,7 @@ def test_nightly_schedule_creates_scheduled_runs(stack: Stack):
     deadline = time.monotonic() + 60
     runs: list = []
     while time.monotonic() < deadline:
-        runs = [r for r in _flow_runs(stack, "score/nightly") if r.state.type.value == "SCHEDULED"]
+        runs = [r for r in stack.flow_runs("score/nightly") if r.state.type.value == "SCHEDULED"]
         if runs:
             break
         time.sleep(1)
