@@ -17,15 +17,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
+from machine import machine_info, peak_rss_mib  # noqa: E402
 
 from extractors.base import MediaItem  # noqa: E402
-from extractors.registry import build_extractor
-from machine import machine_info, peak_rss_mib  # noqa: E402
-from pipeline.cache import FeatureCache  # noqa: E402
-from extractors.runner import ExtractionRunner  # noqa: E402
-from pipeline.media import discover_media
-from pipeline.media import MediaConfig, probe  # noqa: E402
 from extractors.config import ExtractionConfig, SentiFlowConfig  # noqa: E402
+from extractors.registry import build_extractor
+from extractors.runner import ExtractionRunner  # noqa: E402
+from pipeline.cache import FeatureCache  # noqa: E402
+from pipeline.media import MediaConfig, discover_media, probe  # noqa: E402
 
 EXTRACTORS = ["logmel", "acoustic", "tonal"]
 

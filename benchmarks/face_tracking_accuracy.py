@@ -25,12 +25,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from machine import machine_info  # noqa: E402
+
 from extractors.base import Features, MediaItem  # noqa: E402
 from extractors.visual.face import FaceConfig, FaceExtractor  # noqa: E402
 from extractors.visual.track import box_iou  # noqa: E402
-from machine import machine_info  # noqa: E402
-from pipeline.system import resolve_device  # noqa: E402
 from pipeline.media import probe  # noqa: E402
+from pipeline.system import resolve_device  # noqa: E402
 
 REFERENCE = {"detect_fps": None, "min_face_fraction": 0.0}
 

@@ -85,9 +85,9 @@ def child(video: str, extractors: list[str], device: str, out: str, sample_secon
     import torch
 
     import extractors as _registered  # noqa: F401  (registers every extractor)
-    from pipeline.cache import FeatureCache
-    from extractors.runner import ExtractionRunner
     from extractors.config import ExtractionConfig, SentiFlowConfig
+    from extractors.runner import ExtractionRunner
+    from pipeline.cache import FeatureCache
 
     sampler = RssSampler(sample_seconds)
     sampler.start()

@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import machine_info  # noqa: E402
+
 from flows.cli import main as sentiflow  # noqa: E402
 
 # text-only rows of the papers (MOSI test split; ours is the valid split, so the comparison is indicative)

@@ -40,16 +40,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from machine import machine_info, peak_rss_mib  # noqa: E402
 
 import extractors as _registered  # noqa: E402,F401  (registers every extractor)
 from extractors.base import MediaItem  # noqa: E402
-from extractors.registry import build_extractor
-from machine import machine_info, peak_rss_mib  # noqa: E402
-from pipeline.cache import FeatureCache, hash_file  # noqa: E402
-from extractors.runner import ExtractionRunner  # noqa: E402
-from pipeline.media import discover_media
-from pipeline.media import MediaConfig, MediaError, iter_audio, iter_frames, probe  # noqa: E402
 from extractors.config import ExtractionConfig, SentiFlowConfig  # noqa: E402
+from extractors.registry import build_extractor
+from extractors.runner import ExtractionRunner  # noqa: E402
+from pipeline.cache import FeatureCache, hash_file  # noqa: E402
+from pipeline.media import MediaConfig, MediaError, discover_media, iter_audio, iter_frames, probe  # noqa: E402
 
 FULL_EXTRACTORS = ["logmel", "acoustic", "tonal", "face", "fer", "transcript", "text", "aligned"]
 AUDIO_EXTRACTORS = ("logmel", "acoustic", "tonal")
@@ -208,9 +207,9 @@ def baseline_visual(files: list[Path], device: torch.device, n_frames: int) -> d
     """Stock MTCNN one frame at a time, then the FER net one crop at a time (and batched, for the ratio)."""
     from facenet_pytorch import MTCNN
 
+    from extractors.visual.crops import crop_faces, crop_geometry
     from extractors.visual.face import FaceConfig
     from extractors.visual.fer import FerConfig
-    from extractors.visual.crops import crop_faces, crop_geometry
 
     media, fc, rc = MediaConfig(), FaceConfig(), FerConfig()
     frames = round_robin_frames(files, n_frames, media, fc.detect_max_side)

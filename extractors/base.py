@@ -20,6 +20,7 @@ class MediaItem:
     media_hash: str
     info: MediaInfo
     extras: dict[str, Any] = field(default_factory=dict)   # e.g. a transcript from a label file
+    segment_id: str = ""     # the label row's id, when the item stands for one (imported features are keyed by it)
 
 
 @dataclass
@@ -47,6 +48,8 @@ class Extractor(ABC):
     Config: ClassVar[type[ConfigBase]]
     requires: ClassVar[frozenset[str]] = frozenset()   # "audio" and/or "video" streams
     depends_on: ClassVar[tuple[str, ...]] = ()   # other extractors whose cached output this one reads
+    keyed_by: ClassVar[str] = "media"   # "segment": entries are found by a label row's id, not the media's bytes
+    text_items: ClassVar[bool] = False  # True: also runs on transcript-only rows (no media, the label's text alone)
 
     def __init__(self, config: ConfigBase | None = None, media: MediaConfig | None = None,
                  device: str | torch.device = "cpu") -> None:

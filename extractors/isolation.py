@@ -16,6 +16,7 @@ import importlib
 import multiprocessing as mp
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -24,6 +25,7 @@ from typing import Any
 from pipeline.system import MAX_MMAP_THRESHOLD, set_mmap_threshold
 
 POLL_SECONDS = 0.2
+PARENT_POLL_SECONDS = 0.5         # how often the child checks that its parent still lives
 STARTUP_TIMEOUT_SECONDS = 600.0   # importing torch and building extractors; not charged to any video
 
 
@@ -46,9 +48,24 @@ def _rss_bytes(pid: int) -> int:
     return 0
 
 
-def _child_main(conn: Connection, entry: str, args: tuple[Any, ...], mmap_threshold: int | None) -> None:
+def _exit_with_parent(parent_pid: int) -> None:
+    """Stop this process as soon as its parent is gone (killed, even with SIGKILL): an orphan would otherwise
+    compute its whole batch for nobody. Entries it already committed stay valid; its claims and temporary
+    files are cleaned by the next run."""
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_POLL_SECONDS)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="sentiflow-parent-watch", daemon=True).start()
+
+
+def _child_main(conn: Connection, entry: str, args: tuple[Any, ...], mmap_threshold: int | None,
+                parent_pid: int | None = None) -> None:
     """Child process: fix the heap, build the handler `entry(*args)` once, answer messages until None arrives."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent decides when to stop
+    if parent_pid is not None:
+        _exit_with_parent(parent_pid)
     if mmap_threshold is not None and 0 < mmap_threshold <= MAX_MMAP_THRESHOLD:
         # before torch and the decoders load: every later allocation follows the fixed threshold (pipeline.system)
         set_mmap_threshold(mmap_threshold)
@@ -80,8 +97,8 @@ class IsolatedWorker:
     def _start(self) -> None:
         ctx = mp.get_context("spawn")       # no fork: CUDA and decoder threads do not survive fork
         parent, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_child_main, args=(child, self.entry, self.args, self.mmap_threshold),
-                                daemon=True)
+        self.proc = ctx.Process(target=_child_main,
+                                args=(child, self.entry, self.args, self.mmap_threshold, os.getpid()), daemon=True)
         self.proc.start()
         child.close()
         self.conn = parent

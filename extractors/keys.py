@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Sequence
 
 import torch
@@ -10,14 +11,29 @@ from extractors.base import Extractor, MediaItem
 from extractors.config import SentiFlowConfig
 from extractors.registry import build_extractor
 from pipeline.cache import CacheEntry, FeatureCache, feature_key, hash_file, hash_text
-from pipeline.labels import LabelRow
+from pipeline.config import ConfigError
+from pipeline.labels import LabelRow, row_extras
 from pipeline.media import MediaInfo, probe
+
+
+def segment_hash(segment_id: str) -> str:
+    """What stands for the media hash in the keys of features imported for a label row id (e.g. `video_3`)."""
+    return "segment-" + hashlib.sha256(segment_id.encode("utf-8")).hexdigest()
 
 
 def item_key(extractor: Extractor, media_hash: str, item: MediaItem | None = None,
              upstream: dict[str, str] | None = None) -> str:
     """Cache key: media hash, extractor name/version/config, per-item inputs such as a given transcript, and
-    the keys of the extractors it reads (so a changed upstream setting also renews this entry)."""
+    the keys of the extractors it reads (so a changed upstream setting also renews this entry).
+
+    An extractor keyed by segment (imported features) uses the label row's id in place of the media hash, so a
+    row finds its imported features whether or not its video is at hand."""
+    if extractor.keyed_by == "segment":
+        if item is None or not item.segment_id:
+            where = item.path if item is not None else "this item"
+            raise ConfigError(f"'{extractor.name}' holds features imported with `sentiflow import`, found by a label "
+                              f"row's id; {where} is not a label row, and they cannot be extracted from media")
+        media_hash = segment_hash(item.segment_id)
     config = extractor.cache_config()
     inputs = extractor.key_inputs(item) if item is not None else {}
     if inputs:
@@ -59,13 +75,23 @@ class FeatureLookup:
 
 
 def media_item_for_row(row: LabelRow) -> MediaItem:
-    """The MediaItem the runner builds for a label row (probe, hash, transcript as extras): pass it to
-    `FeatureLookup.entry(name, media_hash, item)` so a lookup finds entries keyed by the row's transcript."""
-    extras: dict[str, Any] = {}
-    if row.text:
-        extras["transcript"] = row.text        # as models.training passes it to the runner
+    """The MediaItem the runner builds for a label row (probe, hash, transcript as extras, the row id): pass it
+    to `FeatureLookup.entry(name, media_hash, item)` so a lookup finds entries keyed by the row's transcript, and
+    imported entries keyed by its id. A row with neither media nor text can only have imported features."""
+    extras: dict[str, Any] = dict(row_extras(row))     # as models.prepare passes them to the runner
     if row.path:
-        return MediaItem(path=row.path, media_hash=hash_file(row.path), info=probe(row.path), extras=extras)
-    info = MediaInfo(path="", size_bytes=len(row.text.encode("utf-8")), duration=0.0, container="text",
-                     has_video=False, has_audio=False)
-    return MediaItem(path=f"#{row.id}", media_hash=hash_text(row.text), info=info, extras=extras)
+        return MediaItem(path=row.path, media_hash=hash_file(row.path), info=probe(row.path, scan_packets=False),
+                         extras=extras,
+                         segment_id=row.id)
+    if row.text:
+        info = MediaInfo(path="", size_bytes=len(row.text.encode("utf-8")), duration=0.0, container="text",
+                         has_video=False, has_audio=False)
+        return MediaItem(path=f"#{row.id}", media_hash=hash_text(row.text), info=info, extras=extras,
+                         segment_id=row.id)
+    return segment_item(row.id)
+
+
+def segment_item(segment_id: str) -> MediaItem:
+    """The item of a label row id alone (no media, no text): what imported entries are keyed by."""
+    info = MediaInfo(path="", size_bytes=0, duration=0.0, container="none", has_video=False, has_audio=False)
+    return MediaItem(path=f"#{segment_id}", media_hash=segment_hash(segment_id), info=info, segment_id=segment_id)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.files import printable
+
 DONE, CACHED, FAILED = "done", "cached", "failed"
 
 
@@ -21,11 +23,12 @@ class ItemOutcome:
     seconds: float = 0.0
     duration: float = 0.0
     new_entries: int = 0                                        # entries this run wrote (ok or missing)
+    warnings: list[str] = field(default_factory=list)           # made, but flawed: truncated media, doubtful ASR
 
     def notes(self) -> str:
-        """Short human summary of missing/failed modalities."""
+        """Short human summary of missing/failed modalities and of warnings about what was made."""
         parts = [f"{n}: {s}" for n, s in self.extractors.items() if s.startswith(("missing", "failed"))]
-        return "; ".join(parts)
+        return "; ".join(list(dict.fromkeys(self.warnings)) + parts)
 
 
 @dataclass
@@ -49,7 +52,7 @@ class ExtractionSummary:
         """A fixed-width table of every item and a totals line."""
         rows = [("status", "file", "notes")]
         for it in self.items:
-            rows.append((it.status, _short(it.path), it.reason or it.notes()))
+            rows.append((it.status, _short(printable(it.path)), printable(it.reason or it.notes())))
         w0 = max(len(r[0]) for r in rows)
         w1 = min(60, max(len(r[1]) for r in rows))
         lines = [f"{a:<{w0}}  {b:<{w1}}  {c}" for a, b, c in rows]

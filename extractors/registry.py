@@ -17,11 +17,17 @@ EXTRACTORS: Registry[Extractor] = Registry("extractor", {
     "logmel": "extractors.audio.logmel:LogMelExtractor",
     "acoustic": "extractors.audio.acoustic:AcousticExtractor",
     "tonal": "extractors.audio.tonal:TonalExtractor",
+    "opensmile": "extractors.audio.opensmile:OpenSmileExtractor",
     "face": "extractors.visual.face:FaceExtractor",
     "fer": "extractors.visual.fer:FerExtractor",
     "transcript": "extractors.text.transcript:TranscriptExtractor",
     "text": "extractors.text.encoder:TextEncoderExtractor",
+    "translation": "extractors.text.translation:TranslationExtractor",          # translation augmentation
+    "translated_text": "extractors.text.translation:TranslatedTextExtractor",
     "aligned": "extractors.aligned:WordAlignedExtractor",
+    "imported_text": "extractors.imported:ImportedText",      # filled by `sentiflow import`, keyed by row id
+    "imported_audio": "extractors.imported:ImportedAudio",
+    "imported_visual": "extractors.imported:ImportedVisual",
 })
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import traceback
@@ -20,8 +21,11 @@ from extractors.outcomes import CACHED, DONE, FAILED, ExtractionSummary, ItemOut
 from extractors.registry import build_extractor, get_extractor_class
 from pipeline.cache import STATUS_MISSING, CacheEntry, CacheError, FeatureCache, hash_file
 from pipeline.config import ConfigError
+from pipeline.errors import SentiFlowError, os_reason
 from pipeline.media import MediaError, discover_media, probe
 from pipeline.system import MAX_MMAP_THRESHOLD, set_mmap_threshold, trim_heap
+
+log = logging.getLogger(__name__)
 
 CLAIM_POLL_SECONDS = 0.2   # how often a process re-checks an entry another process is computing
 
@@ -62,7 +66,9 @@ class ExtractionRunner:
                 torch.set_num_threads(threads)
         names = list(only) if only else list(config.extraction.extractors)
         for n in names:
-            get_extractor_class(n)  # fail fast on an unknown name
+            if get_extractor_class(n).keyed_by == "segment":  # fail fast on an unknown or import-only name
+                raise ConfigError(f"extractor {n!r} holds features imported with `sentiflow import`: they cannot "
+                                  "be extracted from media (import the clips' features, or use extractors of media)")
         built: dict[str, Extractor] = {}
 
         def deps_of(n: str) -> tuple[str, ...]:
@@ -71,7 +77,7 @@ class ExtractionRunner:
                 built[n] = build_extractor(n, config.extraction.options.get(n), config.media, device)
             return tuple(built[n].depends_on)
 
-        self.extractors: list[Extractor] = [built[n] for n in _dep_order(names, deps_of)]
+        self.extractors: list[Extractor] = [built[n] for n in dependency_order(names, deps_of)]
 
     def key_for(self, extractor: Extractor, media_hash: str, item: MediaItem | None = None,
                 upstream: dict[str, str] | None = None) -> str:
@@ -88,20 +94,21 @@ class ExtractionRunner:
             plan: dict[str, Any] = {"path": str(p), "cached": False}
             plans.append(plan)
             try:
-                item = MediaItem(path=str(p), media_hash=hash_file(p), info=probe(p),
+                info = probe(p, scan_packets=False)     # first: it refuses a FIFO, which hashing would block on
+                item = MediaItem(path=str(p), media_hash=hash_file(p), info=info,
                                  extras=dict((extras or {}).get(str(p), {})))
-            except (OSError, MediaError):
+                keys: dict[str, str] = {}
+                states: dict[str, str] = {}
+                for ex in self.extractors:
+                    keys[ex.name] = self.key_for(ex, item.media_hash, item, keys)
+                    entry = self.cache.get(keys[ex.name])
+                    if entry is None or entry.problem() is not None:
+                        break
+                    states[ex.name] = _cached_state(entry)
+                else:
+                    plan.update(cached=True, extractors=states)
+            except (OSError, SentiFlowError, ValueError, RecursionError):
                 continue
-            keys: dict[str, str] = {}
-            states: dict[str, str] = {}
-            for ex in self.extractors:
-                keys[ex.name] = self.key_for(ex, item.media_hash, item, keys)
-                entry = self.cache.get(keys[ex.name])
-                if entry is None:
-                    break
-                states[ex.name] = _cached_state(entry)
-            else:
-                plan.update(cached=True, extractors=states)
         return plans
 
     def run(self, paths: Iterable[str | os.PathLike], progress: bool = True,
@@ -148,10 +155,10 @@ class ExtractionRunner:
         total = 0.0
         for p in paths:
             try:
-                duration = probe(p).duration
+                seconds = probe(p).budget_seconds   # what the packets hold, not what a header claims
             except MediaError:
-                duration = 0.0
-            total += ex.timeout_seconds + ex.timeout_per_media_second * duration
+                seconds = 0.0
+            total += ex.timeout_seconds + ex.timeout_per_media_second * seconds
         return total
 
     def _run_isolated(self, worker: IsolatedWorker, paths: list[Path],
@@ -176,15 +183,17 @@ class ExtractionRunner:
         try:
             info = probe(path)
             media_hash = hash_file(path)
-        except MediaError as exc:
+            outcome.media_hash = media_hash
+            outcome.duration = info.duration
+            if info.truncated:
+                outcome.warnings.append(info.truncation_note)
+            self.cache.put_media_record(media_hash, {"sources": [os.path.abspath(path)], "probe": info.to_dict()})
+        except (MediaError, CacheError) as exc:
             outcome.reason = str(exc)
             return None, outcome
         except OSError as exc:
-            outcome.reason = f"{path}: cannot read ({exc.strerror or exc})"
+            outcome.reason = f"{path}: cannot read ({os_reason(exc)})"
             return None, outcome
-        outcome.media_hash = media_hash
-        outcome.duration = info.duration
-        self.cache.put_media_record(media_hash, {"sources": [str(path.resolve())], "probe": info.to_dict()})
         return MediaItem(path=str(path), media_hash=media_hash, info=info,
                          extras=dict(extras.get(str(path), {}))), outcome
 
@@ -197,20 +206,26 @@ class ExtractionRunner:
             todo: list[tuple[MediaItem, ItemOutcome, str]] = []
             waiting: list[tuple[MediaItem, ItemOutcome, str]] = []
             for item, out in items:
-                key = self.key_for(extractor, item.media_hash, item, out.keys)
-                out.keys[extractor.name] = key
-                entry = self.cache.get(key)
-                if entry is not None:
-                    out.extractors[extractor.name] = _cached_state(entry)
-                    continue
-                why = extractor.missing_reason(item)
-                if why:
-                    self._store_missing(extractor, item, key, why)
-                    out.extractors[extractor.name] = f"missing: {why}"
-                    out.new_entries += 1
-                    continue
-                if not self.cache.claim(key):
-                    waiting.append((item, out, key))   # another process is computing (or just committed) it
+                try:
+                    key = self.key_for(extractor, item.media_hash, item, out.keys)
+                    out.keys[extractor.name] = key
+                    entry = self._served(key)
+                    if entry is not None:
+                        out.extractors[extractor.name] = _cached_state(entry)
+                        out.warnings.extend(f"{extractor.name}: {w}" for w in entry.meta.get("warnings", []))
+                        continue
+                    why = extractor.missing_reason(item)
+                    if why:
+                        self._store_missing(extractor, item, key, why)
+                        out.extractors[extractor.name] = f"missing: {why}"
+                        out.new_entries += 1
+                        continue
+                    if not self.cache.claim(key):
+                        waiting.append((item, out, key))   # another process is computing (or just committed) it
+                        continue
+                except (SentiFlowError, OSError, ValueError, RecursionError) as exc:
+                    # this file's own problem (a sidecar that cannot be read, a full disk): the others go on
+                    self._fail(extractor, item, out, _reason_of(exc))
                     continue
                 todo.append((item, out, key))
             for item, out, _ in todo:
@@ -243,6 +258,25 @@ class ExtractionRunner:
                                         "reason": out.reason})
         return [out for _, out in prepared]
 
+    def _served(self, key: str) -> CacheEntry | None:
+        """The committed entry for `key` if it is sound; a corrupt one is removed (and so recomputed)."""
+        try:
+            entry = self.cache.get(key)
+            problem = entry.problem() if entry is not None else None
+        except CacheError as exc:       # unreadable metadata
+            entry, problem = None, str(exc)
+        if problem is not None:
+            log.warning("cache entry %s is corrupt (%s): recomputing it", key, problem)
+            self.cache.remove(key)
+            return None
+        return entry
+
+    def _fail(self, extractor: Extractor, item: MediaItem, out: ItemOutcome, reason: str) -> None:
+        """Record that `extractor` failed on `item`, in the outcome and the failure log."""
+        out.extractors[extractor.name] = f"failed: {reason}"
+        self.cache.log_failure({"path": item.path, "media_hash": item.media_hash, "extractor": extractor.name,
+                                "reason": reason})
+
     def _extract(self, extractor: Extractor, todo: list[tuple[MediaItem, ItemOutcome, str]]) -> None:
         batch = [t[0] for t in todo]
         try:
@@ -262,27 +296,30 @@ class ExtractionRunner:
                 meta = {"extractor": extractor.name, "version": extractor.version, "modality": extractor.modality,
                         "config": extractor.cache_config(), "media_hash": item.media_hash, "source": item.path,
                         **res.meta}
+                if item.info.truncated:
+                    meta["media_truncated"] = item.info.truncation_note
                 try:
                     self.cache.put(key, res.tensors, meta)
                     out.extractors[extractor.name] = DONE
                     out.new_entries += 1
+                    out.warnings.extend(f"{extractor.name}: {w}" for w in res.meta.get("warnings", []))
                 except CacheError as exc:
-                    out.extractors[extractor.name] = f"failed: {exc}"
+                    self._fail(extractor, item, out, str(exc))
             elif isinstance(res, FeatureUnavailable):
-                self._store_missing(extractor, item, key, str(res))
-                out.extractors[extractor.name] = f"missing: {res}"
-                out.new_entries += 1
+                try:
+                    self._store_missing(extractor, item, key, str(res))
+                    out.extractors[extractor.name] = f"missing: {res}"
+                    out.new_entries += 1
+                except CacheError as exc:
+                    self._fail(extractor, item, out, str(exc))
             else:
-                reason = str(res) or type(res).__name__
-                out.extractors[extractor.name] = f"failed: {reason}"
-                self.cache.log_failure({"path": item.path, "media_hash": item.media_hash,
-                                        "extractor": extractor.name, "reason": reason})
+                self._fail(extractor, item, out, _reason_of(res))
 
     def _attach_upstream(self, extractor: Extractor, item: MediaItem, out: ItemOutcome) -> None:
         """Hand the extractor the cached entries of the extractors it depends on."""
         for dep in extractor.depends_on:
             dep_key = out.keys.get(dep)
-            item.extras.setdefault("upstream", {})[dep] = self.cache.get(dep_key) if dep_key else None
+            item.extras.setdefault("upstream", {})[dep] = self._served(dep_key) if dep_key else None
 
     def _wait_for_others(self, extractor: Extractor, waiting: list[tuple[MediaItem, ItemOutcome, str]]) -> None:
         """Wait for entries another live process is computing; compute those whose claimant died."""
@@ -290,7 +327,7 @@ class ExtractionRunner:
         while pending:
             still = []
             for item, out, key in pending:
-                entry = self.cache.get(key)
+                entry = self._served(key)
                 if entry is not None:
                     out.extractors[extractor.name] = _cached_state(entry)
                 elif self.cache.claim(key):
@@ -317,12 +354,22 @@ def _cached_state(entry: CacheEntry) -> str:
     return CACHED if entry.status != STATUS_MISSING else f"missing: {entry.meta.get('reason', '')}"
 
 
+def _reason_of(exc: BaseException) -> str:
+    """An exception's message for a failure record (an OS error in words)."""
+    if isinstance(exc, OSError) and not isinstance(exc, SentiFlowError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{os_reason(exc)}"
+    if isinstance(exc, RecursionError):
+        return "input is nested too deeply to read"
+    return str(exc) or type(exc).__name__
+
+
 def _as_failure() -> Exception:
     tb = traceback.format_exc(limit=2).strip().splitlines()
     return RuntimeError(tb[-1] if tb else "extractor crashed")
 
 
-def _dep_order(names: list[str], deps_of: Callable[[str], Sequence[str]] | None = None) -> list[str]:
+def dependency_order(names: list[str], deps_of: Callable[[str], Sequence[str]] | None = None) -> list[str]:
     """Order extractor names so each comes after the extractors it depends on (`deps_of`: per configured instance)."""
     ordered: list[str] = []
 

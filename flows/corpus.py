@@ -10,11 +10,12 @@ from pipeline.corpora.base import Dataset
 
 
 def open_corpus(dataset: str, root: str | None = None, folds: str | None = None, language: str | None = None,
-                labelled_for: str = "") -> Dataset:
-    """Open `dataset` at `root` (or its SENTIFLOW_<DATASET>_ROOT); with `labelled_for` (e.g. "training"), a corpus
-    without labels is a FlowSettingError saying what needed them. Prints the corpus summary to the flow log."""
+                labelled_for: str = "", options: dict[str, Any] | None = None) -> Dataset:
+    """Open `dataset` at `root` (or its SENTIFLOW_<DATASET>_ROOT); `options` go to its adapter (e.g. moseas
+    split / drop_neutral); with `labelled_for` (e.g. "training"), a corpus without labels is a FlowSettingError
+    saying what needed them. Prints the corpus summary to the flow log."""
     root_path = environment.dataset_root(dataset, root)
-    options: dict[str, Any] = {k: v for k, v in (("folds", folds), ("language", language)) if v}
+    options = {**(options or {}), **{k: v for k, v in (("folds", folds), ("language", language)) if v}}
     ds = load_dataset(dataset, root_path, **options)
     if labelled_for and ds.table is None:
         raise environment.FlowSettingError(f"dataset {dataset!r} has no labels: {labelled_for} needs a labelled dataset")

@@ -41,19 +41,19 @@ def with_dataset_task(options: dict[str, Any] | None, task: str) -> dict[str, An
 
 @task(name="train-model", cache_policy=NO_CACHE)
 def train_run(cache: str, table: Any, model: str, out_dir: str, config_path: str | None, device: str,
-              modalities: list[str] | None, options: dict[str, Any], extract_missing: bool) -> str:
+              modalities: list[str] | None, options: dict[str, Any], recipe: str | None, extract_missing: bool) -> str:
     """Train `model` from the cache into `out_dir` (`models.training.train_model`); returns the run directory."""
     from models.training import train_model
 
     return str(train_model(Path(cache), table, model, Path(out_dir), config_path=config_path, device=device,
-                           modalities=modalities, options=options, extract_missing=extract_missing))
+                           modalities=modalities, options=options, recipe=recipe, extract_missing=extract_missing))
 
 
 @flow(name="train", log_prints=True)
 def train(dataset: str = "mosi", root: str | None = None, model: str = "vae_amdt", cache: str | None = None,
           runs: str | None = None, run_name: str | None = None, config: str | None = None, device: str = "auto",
           modalities: list[str] | None = None, options: dict[str, Any] | None = None, folds: str | None = None,
-          language: str | None = None, extract_missing: bool = False,
+          language: str | None = None, extract_missing: bool = False, recipe: str | None = None,
           orchestration: dict[str, Any] | None = None) -> str:
     """Train `model` on a labelled dataset's cached features; returns the run directory. With a Dask task runner
     (`orchestration.task_runner`) the training runs on one of its workers (e.g. on a host with a GPU)."""
@@ -64,7 +64,7 @@ def train(dataset: str = "mosi", root: str | None = None, model: str = "vae_amdt
     with task_runner(orch.task_runner) as runner:
         run_dir = run_task(runner, train_run, cache=str(settings.cache_dir(cache)), table=ds.table, model=model,
                            out_dir=str(out_dir), config_path=settings.config_path(config), device=device,
-                           modalities=modalities, options=with_dataset_task(options, ds.task),
+                           modalities=modalities, options=with_dataset_task(options, ds.task), recipe=recipe,
                            extract_missing=extract_missing)
     summary = _read_json(Path(run_dir) / METRICS_FILE)
     create_markdown_artifact(key="train-summary", markdown=metrics_markdown(

@@ -11,6 +11,10 @@ dataset provides that modality (see `models.data`):
   "present" (B, 3) float: 1 where text/audio/visual is present for that sample (0 = masked-out modality)
   "label" (B,) float for regression / binary, (B, n_classes) for multi-label, long (B,) for classification
   "language" (B,) long language index (cross-lingual training), "index" (B,) long row index
+  "text_translation" (B, T_l, D_l), "text_translation_mask" (B, T_l)   the transcript in a second language (token
+      embeddings of the same text encoder), packed for models whose `needs_translations` names settings; word-aligned
+      models get "aligned_text_translation" (B, T_w, D_l) / "aligned_text_translation_mask" (word-level means). A row
+      without a translation has an all-zero mask.
 The trainer sums `loss_terms` weighted by the model config; it never special-cases a model.
 """
 
@@ -50,6 +54,29 @@ class ModelOutput:
     extras: dict[str, Any] = field(default_factory=dict)                     # model-specific values
 
 
+@dataclass
+class OptimStep:
+    """One parameter update of a training batch: the parameters it moves and the loss terms it minimises.
+
+    Several steps per batch give alternating updates (a discriminator step, then the generators' step); each
+    step has its own optimizer, so a step never moves parameters it does not list.
+    """
+
+    name: str
+    parameters: list[nn.Parameter]
+    terms: tuple[str, ...] | None = None     # None: the sum of every term `loss_terms` returns
+
+
+@dataclass
+class TrainingPhase:
+    """A stretch of training with its own updates, optimizers, schedule and stopping (e.g. translation first,
+    regression on the frozen encoder after). The trainer restores a phase's best weights before the next."""
+
+    name: str
+    steps: list[OptimStep]
+    monitor: str = ""    # validation value that selects this phase's best epoch ("" = train.monitor; "loss:<term>")
+
+
 class SentimentModel(nn.Module, ABC):
     """Base class: subclasses set `name`, `Config`, `modalities`, `aligned` and implement forward/loss_terms."""
 
@@ -58,6 +85,7 @@ class SentimentModel(nn.Module, ABC):
     modalities: ClassVar[tuple[str, ...]] = MODALITIES   # the modalities it can use
     aligned: ClassVar[bool] = False          # True: needs word-aligned features ("aligned_*" keys)
     ablatable: ClassVar[tuple[str, ...]] = ()  # components that `config` can switch off for ablations
+    ablations: ClassVar[dict[str, dict[str, Any]]] = {}   # the paper's ablation rows: row label -> config overrides
     uses_token_ids: ClassVar[bool] = False   # True: reads "text_ids"/"text_attention_mask"/"text_word_index"
 
     def __init__(self, config: ConfigBase, spec: ModelSpec) -> None:
@@ -82,8 +110,21 @@ class SentimentModel(nn.Module, ABC):
     def loss_terms(self, batch: dict[str, torch.Tensor], output: ModelOutput) -> dict[str, torch.Tensor]:
         """Named scalar losses, already weighted; their sum is what the trainer minimises ("task" is required)."""
 
+    @classmethod
+    def needs_translations(cls, config: ConfigBase) -> str:
+        """The settings of `config` that train on translated transcripts, as text for messages ("" when none
+        does); training then packs the translation batch keys and refuses to start without translations."""
+        return ""
+
     def set_epoch(self, epoch: int) -> None:
-        """Hook for models whose objective changes with training progress (phases, annealing)."""
+        """Hook for models whose objective changes with training progress (annealing); epochs count per phase."""
+
+    def training_phases(self) -> list[TrainingPhase]:
+        """The phases training runs, in order: by default one phase with one step over every trainable parameter."""
+        return [TrainingPhase("main", [OptimStep("main", [p for p in self.parameters() if p.requires_grad])])]
+
+    def set_phase(self, name: str) -> None:
+        """Hook called as training phase `name` starts (e.g. switch frozen parts to eval mode)."""
 
     def predict(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Final predictions: scores for regression, probabilities for binary/multi-label, class ids otherwise."""

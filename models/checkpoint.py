@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -22,6 +22,7 @@ MODEL_PREFIX = "model."
 OPTIM_PREFIX = "optim."
 RNG_CPU = "rng.cpu"
 RNG_CUDA = "rng.cuda"
+CHECKPOINT_FORMAT = 2     # 2: one optimizer and schedule per update step of the current training phase
 
 
 
@@ -63,72 +64,97 @@ def load_weights(model: torch.nn.Module, path: str | Path, device: str | torch.d
     if not path.is_file():
         raise CheckpointError(f"weights file not found: {path}")
     state = read_safetensors(path, device)
+    broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:
+        raise CheckpointError(f"{path} holds weights that are not finite numbers (NaN or inf) in "
+                              f"{', '.join(broken[:3])}{' ...' if len(broken) > 3 else ''}; the model is damaged "
+                              "(or training diverged): train it again")
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise CheckpointError(f"{path} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
 
 
-def flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Split an optimizer state_dict into tensors (per-parameter state) and JSON (groups, scalar state)."""
+def flatten_optimizer(optimizer: torch.optim.Optimizer, prefix: str = OPTIM_PREFIX
+                      ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimizer state_dict into tensors (per-parameter state, keys under `prefix`) and JSON."""
     sd = optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
     for pid, st in sd["state"].items():
         for name, value in st.items():
             if isinstance(value, torch.Tensor):
-                tensors[f"{OPTIM_PREFIX}{pid}.{name}"] = value
+                tensors[f"{prefix}{pid}.{name}"] = value
             else:
                 scalars.setdefault(str(pid), {})[name] = value
     return tensors, {"param_groups": sd["param_groups"], "scalars": scalars, "ids": [str(k) for k in sd["state"]]}
 
 
-def unflatten_optimizer(tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> dict[str, Any]:
+def unflatten_optimizer(tensors: dict[str, torch.Tensor], info: dict[str, Any], prefix: str = OPTIM_PREFIX
+                        ) -> dict[str, Any]:
     """Rebuild the state_dict that `flatten_optimizer` split."""
     state: dict[int, dict[str, Any]] = {int(pid): {} for pid in info["ids"]}
     for key, value in tensors.items():
-        if key.startswith(OPTIM_PREFIX):
-            pid, name = key[len(OPTIM_PREFIX):].split(".", 1)
+        if key.startswith(prefix):
+            pid, name = key[len(prefix):].split(".", 1)
             state.setdefault(int(pid), {})[name] = value
     for pid, sc in info["scalars"].items():
         state.setdefault(int(pid), {}).update(sc)
     return {"state": state, "param_groups": info["param_groups"]}
 
 
-def save_training_state(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                        scheduler: Any, scaler: Any, state: dict[str, Any]) -> None:
-    """Write `<path>.safetensors` (weights, optimizer tensors, RNG) and `<path>.json` (the rest)."""
+def save_training_state(path: str | Path, model: torch.nn.Module, optimizers: dict[str, torch.optim.Optimizer],
+                        schedules: dict[str, Any], scaler: Any, state: dict[str, Any]) -> None:
+    """Write `<path>.safetensors` (weights, every optimizer's tensors, RNG) and `<path>.json` (the rest)."""
     path = Path(path)
-    opt_tensors, opt_info = flatten_optimizer(optimizer)
     tensors = {MODEL_PREFIX + k: v for k, v in model.state_dict().items()}
-    tensors.update(opt_tensors)
+    optim_info: dict[str, Any] = {}
+    for name, optimizer in optimizers.items():
+        opt_tensors, optim_info[name] = flatten_optimizer(optimizer, f"{OPTIM_PREFIX}{name}.")
+        tensors.update(opt_tensors)
     tensors[RNG_CPU] = torch.get_rng_state()
     if torch.cuda.is_available():
         tensors[RNG_CUDA] = torch.cuda.get_rng_state()
-    info = {"optimizer": opt_info, "scheduler": scheduler.state_dict() if scheduler is not None else None,
+    info = {"format": CHECKPOINT_FORMAT, "optimizers": optim_info,
+            "schedules": {name: s.state_dict() for name, s in schedules.items()},
             "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
             "state": state, "versions": library_versions()}
     _atomic_save(tensors, path.with_suffix(".safetensors"))
     atomic_write_json(path.with_suffix(".json"), info, default=json_default)   # last: marks a complete checkpoint
 
 
-def load_training_state(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                        scheduler: Any, scaler: Any, device: str | torch.device) -> dict[str, Any]:
-    """Restore everything `save_training_state` wrote; returns the saved `state` dict."""
+def load_training_state(path: str | Path, model: torch.nn.Module,
+                        optimizers: Callable[[dict[str, Any]], tuple[dict[str, torch.optim.Optimizer], dict[str, Any]]],
+                        scaler: Any, device: str | torch.device) -> dict[str, Any]:
+    """Restore everything `save_training_state` wrote; returns the saved `state` dict. `optimizers(state)` hands
+    back the optimizers and schedules to fill, set up for the saved state (e.g. its training phase)."""
     path = Path(path)
     tpath, jpath = path.with_suffix(".safetensors"), path.with_suffix(".json")
     if not (tpath.is_file() and jpath.is_file()):
         raise CheckpointError(f"no complete checkpoint at {path} (need {tpath.name} and {jpath.name})")
     tensors = read_safetensors(tpath, "cpu")
-    info = json.loads(jpath.read_text(encoding="utf-8"))
+    try:
+        info = json.loads(jpath.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{jpath}: cannot read the checkpoint ({exc}); train without --resume") from None
+    if info.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{jpath} was written by another SentiFlow version (checkpoint format "
+                              f"{info.get('format')!r}, this one reads {CHECKPOINT_FORMAT}); train without --resume")
     model_state = {k[len(MODEL_PREFIX):]: v for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
     missing, unexpected = model.load_state_dict(model_state, strict=False)
     if missing or unexpected:
         raise CheckpointError(f"{tpath} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    # load_state_dict moves each state tensor to its parameter's device (and keeps "step" where torch wants it)
-    optimizer.load_state_dict(unflatten_optimizer(
-        {k: v for k, v in tensors.items() if k.startswith(OPTIM_PREFIX)}, info["optimizer"]))
-    if scheduler is not None and info.get("scheduler") is not None:
-        scheduler.load_state_dict(info["scheduler"])
+    opts, schedules = optimizers(info["state"])
+    if set(opts) != set(info["optimizers"]):
+        raise CheckpointError(f"{jpath} holds optimizers {sorted(info['optimizers'])} but the model's current phase "
+                              f"updates {sorted(opts)}; train without --resume")
+    for name, optimizer in opts.items():
+        # load_state_dict moves each state tensor to its parameter's device (and keeps "step" where torch wants it)
+        prefix = f"{OPTIM_PREFIX}{name}."
+        optimizer.load_state_dict(unflatten_optimizer(
+            {k: v for k, v in tensors.items() if k.startswith(prefix)}, info["optimizers"][name], prefix))
+    for name, schedule in schedules.items():
+        if info["schedules"].get(name) is not None:
+            schedule.load_state_dict(info["schedules"][name])
     if scaler is not None and info.get("scaler") is not None:
         scaler.load_state_dict(info["scaler"])
     torch.set_rng_state(tensors[RNG_CPU])

@@ -21,9 +21,10 @@ from extractors.base import MediaItem
 from extractors.config import SentiFlowConfig
 from extractors.keys import FeatureLookup, media_item_for_row
 from extractors.registry import EXTRACTORS
+from extractors.text.translation import BOTH_WAYS
 from models.tasks import LABEL_COLUMN, TaskConfig, label_values, task_from, task_targets
-from pipeline.cache import CacheError, FeatureCache
-from pipeline.config import ConfigBase, ConfigError
+from pipeline.cache import CacheEntry, CacheError, FeatureCache
+from pipeline.config import ConfigBase, ConfigError, read_yaml_mapping
 from pipeline.labels import KNOWN_COLUMNS, LabelRow, LabelTable
 from pipeline.media import MediaError
 from pipeline.modalities import MODALITIES
@@ -49,6 +50,9 @@ def _default_aligned_sources() -> dict[str, ModalitySource]:
             "visual": ModalitySource("aligned", "visual_fer", "mask_visual_fer")}
 
 
+TRANSLATION_KEY = "text_translation"     # batch key of the translated transcript (word-aligned: aligned_ prefix)
+
+
 @dataclass
 class DataConfig(ConfigBase):
     """Which modalities feed the model, from which extractors, and how a validation split is made."""
@@ -61,6 +65,10 @@ class DataConfig(ConfigBase):
     split_seed: int = 0
     gpu_memory_fraction: float = 0.5  # put a split on the GPU whole when it needs less than this share
     token_inputs: bool = False        # also pack the text encoder's token ids (models that fine-tune it)
+    translations: bool = False        # also pack the translated transcripts (set for models that train on them)
+    translation_source: ModalitySource = field(default_factory=lambda: ModalitySource("translated_text"))
+    aligned_translation_source: ModalitySource = field(
+        default_factory=lambda: ModalitySource("translated_text", "words", "words_mask"))
 
     def __post_init__(self) -> None:
         for m, src in _default_sources().items():   # a partial `sources` mapping keeps the other defaults
@@ -72,8 +80,13 @@ class DataConfig(ConfigBase):
         """Where `modality` comes from in the current (unaligned or word-aligned) mode."""
         return (self.aligned_sources if self.aligned else self.sources)[modality]
 
+    def translation(self) -> ModalitySource:
+        """Where the translated transcript comes from in the current mode (token level, or word level)."""
+        return self.aligned_translation_source if self.aligned else self.translation_source
+
     def extractors(self) -> list[str]:
-        """The extractors whose cached output feeds the configured modalities (in this mode), sorted."""
+        """The extractors whose cached output feeds the configured modalities (in this mode), sorted; translations
+        are for training only, so scoring never extracts them."""
         return sorted({self.source(m).extractor for m in self.modalities})
 
     @property
@@ -173,6 +186,7 @@ class _Sample:
     features: dict[str, tuple[torch.Tensor, torch.Tensor]]   # modality -> (x (T, D), mask (T,))
     masked: list[str]
     tokens: dict[str, torch.Tensor] = field(default_factory=dict)   # TOKEN_TENSORS keys -> (T_l,)
+    translation: tuple[torch.Tensor, torch.Tensor] | None = None   # the translated transcript's (x, mask)
 
 
 # batch key -> tensor of the "text" extractor's entry; filler for rows without text
@@ -204,32 +218,76 @@ def read_sample_features(lookup: FeatureLookup, media_hash: str, data: DataConfi
     feats: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     absent: dict[str, str] = {}
     for m in data.modalities:
-        src = data.source(m)
-        entry = lookup.entry(src.extractor, media_hash, item)
-        if entry is None:
-            absent[m] = f"no cached '{src.extractor}' features (not extracted)"
-            continue
-        if entry.status != "ok":
-            absent[m] = f"'{src.extractor}': {entry.meta.get('reason', 'missing in the source')}"
-            continue
-        try:
-            tensors = entry.load()
-        except CacheError as exc:
-            absent[m] = str(exc)
-            continue
-        if src.tensor not in tensors:
-            raise ConfigError(f"data.sources.{m}.tensor: extractor '{src.extractor}' has no tensor "
-                              f"{src.tensor!r}; it has {', '.join(sorted(tensors))}")
-        x = tensors[src.tensor].float()
-        if x.dim() == 1:
-            x = x.unsqueeze(0)
-        if x.dim() != 2:
-            raise ConfigError(f"data.sources.{m}: tensor {src.tensor!r} of '{src.extractor}' has shape "
-                              f"{tuple(x.shape)}; a model input must be (T, D) or (D,)")
-        mask = tensors.get(src.mask)
-        mask = mask.float().reshape(-1) if mask is not None and mask.numel() == x.shape[0] else torch.ones(x.shape[0])
-        feats[m] = (x, mask)
+        got = read_source(lookup, data.source(m), media_hash, item, f"data.sources.{m}")
+        if isinstance(got, str):
+            absent[m] = got
+        else:
+            feats[m] = got
     return feats, absent
+
+
+def read_source(lookup: FeatureLookup, src: ModalitySource, media_hash: str, item: MediaItem | None, where: str
+                ) -> tuple[torch.Tensor, torch.Tensor] | str:
+    """One model input of a cached item: (x (T, D), mask (T,)) from `src`, or why the item has none. `where`
+    names the setting in errors (e.g. data.sources.text)."""
+    entry = lookup.entry(src.extractor, media_hash, item)
+    why = absent_reason(lookup, src.extractor, entry)
+    if why is not None:
+        return why
+    try:
+        tensors = entry.load()
+    except CacheError as exc:
+        return str(exc)
+    if src.tensor not in tensors:
+        lacking = entry.meta.get("sources", {}).get(src.tensor)   # a part the entry records as missing (aligned)
+        if isinstance(lacking, str) and lacking != "ok":
+            return f"'{src.extractor}' {src.tensor}: {lacking}"
+        raise ConfigError(f"{where}.tensor: extractor '{src.extractor}' has no tensor "
+                          f"{src.tensor!r}; it has {', '.join(sorted(tensors))}")
+    x = tensors[src.tensor].float()
+    if x.dim() == 1:
+        x = x.unsqueeze(0)
+    if x.dim() != 2:
+        raise ConfigError(f"{where}: tensor {src.tensor!r} of '{src.extractor}' has shape "
+                          f"{tuple(x.shape)}; a model input must be (T, D) or (D,)")
+    mask = tensors.get(src.mask)
+    mask = mask.float().reshape(-1) if mask is not None and mask.numel() == x.shape[0] else torch.ones(x.shape[0])
+    return x, mask
+
+
+def read_data_config(options_path: str | Path | None) -> DataConfig:
+    """The `data:` section of a training options YAML (the defaults without one)."""
+    opts = read_yaml_mapping(options_path, "options file", "model:, train:, data:") if options_path else {}
+    return DataConfig.from_dict(opts.get("data") or {}, where="data")
+
+
+def absent_reason(lookup: FeatureLookup, extractor: str, entry: CacheEntry | None) -> str | None:
+    """Why `extractor`'s entry gives a row no features (never extracted or imported, missing in the source), or None."""
+    if entry is None:
+        how = "imported" if lookup.extractor(extractor).keyed_by == "segment" else "extracted"
+        return f"no cached '{extractor}' features (not {how})"
+    if entry.status != "ok":
+        return f"'{extractor}': {entry.meta.get('reason', 'missing in the source')}"
+    return None
+
+
+def modality_coverage(config: SentiFlowConfig, cache: FeatureCache, rows: Iterable[LabelRow], data: DataConfig
+                      ) -> list[tuple[str, dict[str, str]]]:
+    """Per label row: each configured modality's state, "ok" or why it is absent (entries looked up, not loaded),
+    whatever filled the cache (extraction or import)."""
+    data.validate()
+    lookup = FeatureLookup(config, cache)
+    out: list[tuple[str, dict[str, str]]] = []
+    for row in rows:
+        try:
+            item = media_item_for_row(row)
+        except (OSError, MediaError) as exc:
+            out.append((row.id, {m: f"media unreadable: {exc}" for m in data.modalities}))
+            continue
+        out.append((row.id, {m: absent_reason(lookup, data.source(m).extractor,
+                                              lookup.entry(data.source(m).extractor, item.media_hash, item)) or "ok"
+                             for m in data.modalities}))
+    return out
 
 
 def usable_modalities(data: DataConfig, require: bool = False) -> list[str]:
@@ -251,7 +309,7 @@ def usable_modalities(data: DataConfig, require: bool = False) -> list[str]:
 def build_dataset(config: SentiFlowConfig, cache: FeatureCache, labels: LabelTable | Iterable[LabelRow],
                   data: DataConfig, progress: bool = False, require_modalities: bool = False,
                   fixed_shapes: dict[str, tuple[int, int]] | None = None,
-                  task: TaskConfig | dict[str, Any] | None = None) -> PackedDataset:
+                  task: TaskConfig | dict[str, Any] | None = None, translations_for: str = "") -> PackedDataset:
     """Pack the cached features of every labelled row; rows without any feature are skipped with a reason.
 
     "label" holds the targets of `task` (default regression): scores or 0/1 (N,), class ids (N,) long, or an
@@ -260,6 +318,9 @@ def build_dataset(config: SentiFlowConfig, cache: FeatureCache, labels: LabelTab
     A modality missing for a row is zero-filled with present 0; a configured modality missing for every
     row is dropped (or an error when `require_modalities`). `fixed_shapes` (modality -> (T, D), e.g. a
     trained model's inputs) keeps those modalities even when absent everywhere and rejects other shapes.
+    With `data.translations`, the translated transcripts are packed too (`text_translation` and its mask, zero
+    for a row without one); when no row has one, a ConfigError names `translations_for` (the settings that
+    need them) and both ways to supply them.
     """
     data.validate()
     data = DataConfig.from_dict({**data.to_dict(), "modalities": usable_modalities(data, require_modalities)})
@@ -268,6 +329,7 @@ def build_dataset(config: SentiFlowConfig, cache: FeatureCache, labels: LabelTab
     lookup = FeatureLookup(config, cache)
     samples: list[_Sample] = []
     skipped: list[dict[str, str]] = []
+    no_translation: dict[str, str] = {}
     rows = list(labels)
     task = task_from(task)
     check_label_columns(task, rows, getattr(labels, "columns", None), getattr(labels, "source", ""))
@@ -277,8 +339,6 @@ def build_dataset(config: SentiFlowConfig, cache: FeatureCache, labels: LabelTab
         iterator = tqdm(rows, desc="dataset", unit="row")
     for row in iterator:
         try:
-            if not (row.path or row.text):
-                raise ValueError(f"row {row.id}: has neither a media file nor a transcript")
             try:
                 value = label_values(task, row.label, getattr(row, "targets", {}))
             except KeyError as exc:
@@ -289,14 +349,30 @@ def build_dataset(config: SentiFlowConfig, cache: FeatureCache, labels: LabelTab
             continue
         feats, absent = read_sample_features(lookup, item.media_hash, data, item)
         if not feats:
-            skipped.append({"id": row.id, "reason": "no usable features: " + "; ".join(
-                f"{m}: {why}" for m, why in absent.items())})
+            why = "no usable features: " + "; ".join(f"{m}: {why}" for m, why in absent.items())
+            if item.info.container == "none":   # neither media nor transcript: only imported features could serve
+                why = f"row {row.id}: has neither a media file nor a transcript, and {why}"
+            skipped.append({"id": row.id, "reason": why})
             continue
         tokens = read_token_features(lookup, item.media_hash, data, item) if data.token_inputs else {}
-        samples.append(_Sample(row.id, value, row.mode, feats, sorted(absent), tokens))
+        translation = None
+        if data.translations:
+            translation = read_source(lookup, data.translation(), item.media_hash, item, "data.translation_source")
+            if isinstance(translation, str):
+                no_translation.setdefault(row.id, translation)
+                translation = None
+        samples.append(_Sample(row.id, value, row.mode, feats, sorted(absent), tokens, translation))
     if not samples:
         detail = "; ".join(f"{s['id']}: {s['reason']}" for s in skipped[:3])
         raise ConfigError(f"no labelled row has cached features (run `sentiflow extract` first); e.g. {detail}")
+    translation_shape = None
+    if data.translations:
+        translation_shape = next((tuple(s.translation[0].shape) for s in samples if s.translation is not None), None)
+        if translation_shape is None:
+            raise ConfigError(missing_translations(translations_for or "the model's settings", data, no_translation))
+        for s in samples:
+            if s.translation is not None and tuple(s.translation[0].shape) != translation_shape:
+                s.translation = None
     shapes: dict[str, tuple[int, int]] = {m: tuple(v) for m, v in (fixed_shapes or {}).items()
                                           if m in data.modalities}
     for s in samples:
@@ -319,7 +395,8 @@ def build_dataset(config: SentiFlowConfig, cache: FeatureCache, labels: LabelTab
             continue
         keep.append(s)
     splits = _split_samples(keep, data)
-    packed = {name: _pack(group, modalities, shapes, data.prefix, task) for name, group in splits.items()}
+    packed = {name: _pack(group, modalities, shapes, data.prefix, task, translation_shape)
+              for name, group in splits.items()}
     flags = {s.id: [m for m in s.masked if m in modalities] for s in keep if any(m in modalities for m in s.masked)}
     return PackedDataset(packed, modalities, {m: shapes[m][1] for m in modalities},
                          {m: shapes[m][0] for m in modalities}, skipped, flags)
@@ -354,8 +431,18 @@ def check_label_columns(task: TaskConfig, rows: Sequence[LabelRow], header: Sequ
                           f"labels{where}; numeric label columns there: {', '.join(cols)}")
 
 
+def missing_translations(needed_by: str, data: DataConfig, reasons: dict[str, str]) -> str:
+    """The one-line error when the model trains on translations and no row has one: both ways to supply them."""
+    src = data.translation()
+    example = next(iter(reasons.items()), None)
+    seen = f" (e.g. row {example[0]}: {example[1]})" if example and BOTH_WAYS not in example[1] else ""
+    return (f"{needed_by} train(s) on translated transcripts, but no row has a cached '{src.extractor}' "
+            f"translation{seen}: {BOTH_WAYS}; then extract them (`sentiflow train --extract`, or add translation "
+            f"and {src.extractor} to extraction.extractors)")
+
+
 def _pack(samples: Sequence[_Sample], modalities: list[str], shapes: dict[str, tuple[int, int]], prefix: str = "",
-          task: TaskConfig | None = None) -> PackedSplit:
+          task: TaskConfig | None = None, translation_shape: tuple[int, ...] | None = None) -> PackedSplit:
     n = len(samples)
     tensors: dict[str, torch.Tensor] = {}
     present = torch.zeros(n, len(MODALITIES))
@@ -372,6 +459,14 @@ def _pack(samples: Sequence[_Sample], modalities: list[str], shapes: dict[str, t
     if prefix == "aligned_":   # the word mask: words that any modality covers
         tensors["aligned_mask"] = torch.stack([tensors[f"aligned_{m}_mask"] for m in modalities]).amax(0)
     tensors.update(pack_tokens([s.tokens for s in samples]))
+    if translation_shape is not None:
+        x = torch.zeros(n, *translation_shape)
+        mask = torch.zeros(n, translation_shape[0])
+        for i, s in enumerate(samples):
+            if s.translation is not None:
+                x[i], mask[i] = s.translation
+        tensors[f"{prefix}{TRANSLATION_KEY}"] = x
+        tensors[f"{prefix}{TRANSLATION_KEY}_mask"] = mask
     tensors["present"] = present
     task = task or TaskConfig()
     values = torch.tensor([s.label for s in samples], dtype=torch.float32)

@@ -5,6 +5,13 @@ Acc-2 comes in two conventions that papers mix: "has0" counts every sample and c
 negative (< 0) against non-negative (>= 0); "non0" drops samples whose true label is exactly 0 and
 compares negative against positive (> 0). F1 is the weighted F1 of the same binary split. Acc-7 rounds
 predictions and labels after clipping both to [-3, 3] (seven classes -3..3); Acc-5 clips to [-2, 2].
+
+Precision, recall and F1 of the binary and 7-class splits (Seq2Seq2Sentiment Tables 1-3) are support-weighted
+averages over the classes (`weighted_prf`; the paper does not name its averaging). Weighted recall equals
+accuracy, and near-constant predictors in the tables read that way: Table 2, concat(T + V), binary recall
+0.67 / F1 0.55 is what answering "positive" on a 67 %-positive split gives (recall 0.67, weighted F1 0.54).
+Regression runs report them as `precision_non0`/`recall_non0`/`f1_non0`,
+`precision_has0`/`recall_has0`/`f1_has0` and `precision7`/`recall7`/`f1_7`.
 """
 
 from __future__ import annotations
@@ -14,7 +21,13 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from sklearn.metrics import f1_score, precision_recall_curve, precision_score, recall_score
+from sklearn.metrics import (
+    f1_score,
+    precision_recall_curve,
+    precision_recall_fscore_support,
+    precision_score,
+    recall_score,
+)
 
 SCORE_RANGE = (-3.0, 3.0)   # the MOSI/MOSEI label scale
 DECISION_PROBABILITY = 0.5  # sigmoid output above which binary / multi-label predictions are positive
@@ -38,6 +51,17 @@ def multiclass_accuracy(pred: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean(np.round(pred) == np.round(truth)))
 
 
+def weighted_prf(truth: np.ndarray, pred: np.ndarray) -> tuple[float, float, float]:
+    """Support-weighted precision, recall and F1 of class predictions (a class never predicted counts 0)."""
+    p, r, f, _ = precision_recall_fscore_support(truth, pred, average="weighted", zero_division=0)
+    return float(p), float(r), float(f)
+
+
+def seven_classes(x: np.ndarray) -> np.ndarray:
+    """Sentiment scores as the seven classes -3..3 of Acc-7 (clipped to [-3, 3], rounded)."""
+    return np.round(np.clip(x, *SCORE_RANGE))
+
+
 def pearson(pred: np.ndarray, truth: np.ndarray) -> float:
     """Pearson correlation; 0.0 when either side is constant (undefined correlation)."""
     if pred.size < 2 or np.std(pred) == 0 or np.std(truth) == 0:
@@ -58,19 +82,20 @@ def regression_metrics(pred: Any, truth: Any) -> dict[str, float]:
     # negative vs non-negative, all samples
     tb, pb = t >= 0, p >= 0
     out["acc2_has0"] = float(np.mean(tb == pb))
-    out["f1_has0"] = float(f1_score(tb, pb, average="weighted", zero_division=0))
+    out["precision_has0"], out["recall_has0"], out["f1_has0"] = weighted_prf(tb, pb)
     # negative vs positive, samples with a non-zero label only
     nz = t != 0
     out["n_non0"] = float(nz.sum())
     if nz.any():
         tn, pn = t[nz] > 0, p[nz] > 0
         out["acc2_non0"] = float(np.mean(tn == pn))
-        out["f1_non0"] = float(f1_score(tn, pn, average="weighted", zero_division=0))
+        out["precision_non0"], out["recall_non0"], out["f1_non0"] = weighted_prf(tn, pn)
     else:
-        out["acc2_non0"] = float("nan")
-        out["f1_non0"] = float("nan")
+        for k in ("acc2_non0", "precision_non0", "recall_non0", "f1_non0"):
+            out[k] = float("nan")
     out["acc5"] = multiclass_accuracy(np.clip(p, -2.0, 2.0), np.clip(t, -2.0, 2.0))
     out["acc7"] = multiclass_accuracy(np.clip(p, *SCORE_RANGE), np.clip(t, *SCORE_RANGE))
+    out["precision7"], out["recall7"], out["f1_7"] = weighted_prf(seven_classes(t), seven_classes(p))
     return out
 
 
@@ -85,28 +110,31 @@ def weighted_accuracy(pred: np.ndarray, truth: np.ndarray) -> float:
 
 
 def binary_metrics(prob: Any, target: Any) -> dict[str, float]:
-    """Acc-2, weighted F1, precision and recall of the positive class of probabilities against 0/1 targets."""
+    """Acc-2, weighted F1, precision and recall of the positive class and their weighted averages, of
+    probabilities against 0/1 targets."""
     p, t = _matrix(prob).reshape(-1), _matrix(target).reshape(-1)
     _check(p, t)
     pb, tb = p > DECISION_PROBABILITY, t > 0.5
-    return {"n": float(t.size), "n_pos": float(tb.sum()), "acc2": float(np.mean(pb == tb)),
-            "f1": float(f1_score(tb, pb, average="weighted", zero_division=0)),
+    precision_w, recall_w, f1_w = weighted_prf(tb, pb)
+    return {"n": float(t.size), "n_pos": float(tb.sum()), "acc2": float(np.mean(pb == tb)), "f1": f1_w,
             "precision": float(precision_score(tb, pb, zero_division=0)),
             "recall": float(recall_score(tb, pb, zero_division=0)),
+            "precision_weighted": precision_w, "recall_weighted": recall_w,
             "wacc": weighted_accuracy(pb, tb)}
 
 
 def classification_metrics(pred: Any, target: Any, n_classes: int) -> dict[str, float]:
-    """Accuracy (`acc<n_classes>`), macro F1 (classes seen in truth or predictions) and weighted F1 of class ids."""
+    """Accuracy (`acc<n_classes>`), macro F1 (classes seen in truth or predictions) and weighted precision, recall
+    and F1 of class ids."""
     p, t = _matrix(pred), _matrix(target).reshape(-1)
     if p.ndim == 2:
         p = p.argmax(-1)
     p = p.reshape(-1)
     _check(p, t)
-    labels = list(range(n_classes))
+    precision_w, recall_w, f1_w = weighted_prf(t, p)
     return {"n": float(t.size), f"acc{n_classes}": float(np.mean(p == t)),
             "f1_macro": float(f1_score(t, p, average="macro", zero_division=0)),   # classes seen in truth or pred
-            "f1_weighted": float(f1_score(t, p, labels=labels, average="weighted", zero_division=0))}
+            "f1_weighted": f1_w, "precision_weighted": precision_w, "recall_weighted": recall_w}
 
 
 def multilabel_metrics(prob: Any, target: Any, names: Sequence[str]) -> dict[str, float]:

@@ -22,14 +22,16 @@ MODELS: "Registry[SentimentModel]" = Registry("model", {
     "seq2seq": "models.zoo.seq2seq:Seq2Seq2Sentiment",
     "seq2seq_concat": "models.zoo.seq2seq:Seq2SeqConcat",
     "seq2seq_concat_out": "models.zoo.seq2seq:Seq2SeqConcatOut",
+    "seq2seq_concat_both": "models.zoo.seq2seq:Seq2SeqConcatBoth",
     "seq2seq_hier": "models.zoo.seq2seq:Seq2SeqHier",
     "mctn": "models.zoo.mctn:MCTN",
     "mult": "models.zoo.mult:MulT",
     "adamml": "models.zoo.adamml:AdaMML",
     "multilogue": "models.zoo.multilogue:MultilogueNet",
-    "crosslingual_nce": "models.zoo.crosslingual:CrossLingualNCE",
+    "crosslingual_nce": "models.zoo.multilogue:CrossLingualMultilogue",
     "unimodal": "models.zoo.baselines:UnimodalHead",
     "ef_lstm": "models.zoo.baselines:EarlyFusionLSTM",
+    "word_lstm": "models.zoo.baselines:WordLSTM",
 })
 
 

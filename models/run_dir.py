@@ -4,6 +4,7 @@
     model.safetensors   the best weights        checkpoint/last.{safetensors,json}  resumable state
     metrics.json        metrics per split       train.log, loss_curve.png           the log and the curve
     plots/<split>/      validation plots        eval/<name>/                        `sentiflow evaluate`
+    seeds/seed-<s>/     one run per seed        seeds.json                          mean and std over seeds
 An experiment directory holds experiment.json, results.csv, table.csv / table.md and runs/<member>/.
 """
 
@@ -41,6 +42,8 @@ EXPERIMENT_FILE = "experiment.json"
 RESULTS_FILE = "results.csv"
 TABLE_FILE = "table.csv"
 TABLE_MARKDOWN = "table.md"
+SEEDS_DIR = "seeds"                  # seeds/seed-<s>/: one run per seed when train.seeds names several
+SEEDS_FILE = "seeds.json"            # every seed's metrics, their mean and std, the seed kept at the top
 
 
 @contextlib.contextmanager

@@ -162,6 +162,12 @@ def score_cached(model: SentimentModel, record: dict[str, Any], lookup: FeatureL
             batch = {k: torch.cat([c[1][k] for c in chunk]).to(device) for k in chunk[0][1]}
             pred = model.predict(batch).float().cpu().reshape(len(chunk), -1)
             for (i, _), p in zip(chunk, pred):
+                if not torch.isfinite(p).all():
+                    # never a score: NaN/inf out of a model means broken features or weights for this clip
+                    rows[i].status = FAILED
+                    rows[i].reason = (f"the model's output is not a finite number ({p.tolist()}); the clip's "
+                                      "features or the model are damaged: run `sentiflow cache verify`")
+                    continue
                 apply_prediction(rows[i], task, p)
     return rows
 
@@ -179,19 +185,21 @@ def score_media(paths: Sequence[str | Path], run_dir: str | Path, cache_dir: str
     summary = runner.run([str(p) for p in paths], progress=progress)
     lookup = FeatureLookup(config, cache)
     rows: list[ScoreRow] = []
-    todo: list[tuple[str, str, str]] = []
-    for item in summary.items:
+    todo: list[tuple[str, str, MediaItem]] = []
+    ids = clip_ids([item.path for item in summary.items])
+    for item, rid in zip(summary.items, ids):
         if item.status == EXTRACTION_FAILED or not item.media_hash:
-            rows.append(ScoreRow(path=item.path, id=clip_id(item.path), media_hash=item.media_hash,
+            rows.append(ScoreRow(path=item.path, id=rid, media_hash=item.media_hash,
                                  reason=item.reason or item.notes(), model=record["model_id"]))
         else:
             try:
-                media = MediaItem(path=item.path, media_hash=item.media_hash, info=probe(item.path), extras={})
+                media = MediaItem(path=item.path, media_hash=item.media_hash,
+                                  info=probe(item.path, scan_packets=False), extras={})
             except MediaError as exc:
-                rows.append(ScoreRow(path=item.path, id=clip_id(item.path), media_hash=item.media_hash,
+                rows.append(ScoreRow(path=item.path, id=rid, media_hash=item.media_hash,
                                      reason=str(exc), model=record["model_id"]))
                 continue
-            todo.append((item.path, clip_id(item.path), media))
+            todo.append((item.path, rid, media))
     rows.extend(score_cached(model, record, lookup, todo, dev))
     order = {str(p): i for i, p in enumerate(summary.items)}
     rows.sort(key=lambda r: order.get(r.path, len(order)))
@@ -205,3 +213,17 @@ def clip_id(path: str | Path) -> str:
     """`<folder>_<stem>`, the MMSA id form (`video_id_clip_id`) of a media path."""
     p = Path(path)
     return f"{p.parent.name}_{p.stem}" if p.parent.name else p.stem
+
+
+def clip_ids(paths: Sequence[str | Path]) -> list[str]:
+    """One distinct id per path: `clip_id`, the file name with its extension where two clips share it
+    (`v_01.mp4`, `v_01.wav`), and a `~n` suffix where even that repeats (same folder name, different parents)."""
+    ids = [clip_id(p) for p in paths]
+    shared = {i for i in ids if ids.count(i) > 1}
+    ids = [f"{Path(p).parent.name}_{Path(p).name}".lstrip("_") if i in shared else i for i, p in zip(ids, paths)]
+    seen: dict[str, int] = {}
+    out = []
+    for i in ids:
+        seen[i] = seen.get(i, 0) + 1
+        out.append(i if seen[i] == 1 else f"{i}~{seen[i]}")
+    return out

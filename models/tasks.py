@@ -9,11 +9,12 @@ how many outputs the model has, how the loss weighs positives and which metrics 
 - regression: the label itself (sentiment in [-3, 3]); loss `task.loss` (l1 by default; mse, huber);
   metrics of `models.metrics.regression_metrics`.
 - binary: `label > threshold` (UR-FUNNY labels 0/1 -> threshold 0.5); one logit, sigmoid > 0.5 predicts positive.
-  Metrics Acc-2 and weighted F1 as the MSA papers report them, plus precision/recall of the positive class.
+  Metrics Acc-2 and weighted F1 as the MSA papers report them, plus precision/recall of the positive class and
+  their support-weighted averages (Seq2Seq2Sentiment Tables 1-3).
 - classification: `n_classes` logits, argmax predicts. With `class_mapping: score` an odd `n_classes = 2k + 1`
   maps a score to `round(clip(label, -k, k)) + k` (7 classes: -3..3 -> 0..6, 5 classes: -2..2 -> 0..4, the
   Acc-7/Acc-5 conventions); with `class_mapping: index` the labels are class ids 0..n_classes-1 already.
-  Metrics acc<n> (e.g. acc7) and macro F1.
+  Metrics acc<n> (e.g. acc7), macro F1 and weighted precision / recall / F1.
 - multilabel: one logit per `label_columns` entry (MOSEI/MOSEAS emotions happy, sad, anger, surprise, disgust,
   fear: intensities 0..3, present when > 0); sigmoid > 0.5 predicts presence. Per class the weighted F1
   (`f1_<class>`) and the weighted accuracy of the MOSEI emotion papers (`wacc_<class>` =
@@ -42,6 +43,7 @@ CLASS_MAPPINGS = ("score", "index")
 POS_WEIGHT_MODES = ("none", "auto")
 REGRESSION_LOSSES = ("l1", "mse", "huber")   # MAE (MMSA's default), MSE (most seed papers), Huber (delta 1)
 DEFAULT_LOSS = "default"
+LOSS_MONITOR = "loss"          # train.monitor "loss" (summed validation loss) or "loss:<term>" (one term)
 
 
 class TaskKind(str, Enum):
@@ -308,20 +310,30 @@ def default_monitor(kind: str | TaskConfig) -> tuple[str, str]:
 def metric_names(task: TaskConfig) -> list[str]:
     """Every key `task_metrics` returns for this task."""
     if task.kind == "regression":
-        return ["n", "mae", "corr", "acc2_has0", "f1_has0", "n_non0", "acc2_non0", "f1_non0", "acc5", "acc7"]
+        return ["n", "mae", "corr", "acc2_has0", "precision_has0", "recall_has0", "f1_has0", "n_non0", "acc2_non0",
+                "precision_non0", "recall_non0", "f1_non0", "acc5", "acc7", "precision7", "recall7", "f1_7"]
     if task.kind == "binary":
-        return ["n", "n_pos", "acc2", "f1", "precision", "recall", "wacc"]
+        return ["n", "n_pos", "acc2", "f1", "precision", "recall", "precision_weighted", "recall_weighted", "wacc"]
     if task.kind == "classification":
-        return ["n", f"acc{task.n_classes}", "f1_macro", "f1_weighted"]
+        return ["n", f"acc{task.n_classes}", "f1_macro", "f1_weighted", "precision_weighted", "recall_weighted"]
     per = [k for c in task.label_columns for k in (f"f1_{c}", f"wacc_{c}")]
     return ["n", *per, "f1_mean", "wacc_mean", "acc_exact"]
 
 
+def is_loss_monitor(monitor: str) -> bool:
+    """True for "loss" and "loss:<term>" (a validation loss, lower is better) rather than a metric name."""
+    return monitor == LOSS_MONITOR or monitor.startswith(LOSS_MONITOR + ":")
+
+
 def resolve_monitor(task: TaskConfig, monitor: str, mode: str) -> tuple[str, str]:
-    """The (metric, mode) to select epochs by: the task's default in place of the regression default 'mae'."""
+    """The (metric, mode) to select epochs by: the task's default in place of the regression default 'mae'; a
+    validation loss ("loss", or "loss:<term>" such as "loss:task") is always minimised."""
+    if is_loss_monitor(monitor):
+        return monitor, "min"
     if task.kind != "regression" and (monitor, mode) == default_monitor("regression"):
         return default_monitor(task)
     if monitor not in metric_names(task):
         raise ConfigError(f"train.monitor {monitor!r} is not a {task.kind} metric; use one of "
-                          f"{', '.join(k for k in metric_names(task) if not k.startswith('n'))}")
+                          f"{', '.join(k for k in metric_names(task) if not k.startswith('n'))}, or loss / "
+                          "loss:<term> (a validation loss, e.g. loss:task)")
     return monitor, mode

@@ -1,65 +1,40 @@
-"""The trainer: AdamW + cosine annealing, AMP on CUDA, early stopping on the validation split, resumable.
+"""The trainer: a model's training phases, each with its optimizers, schedule and early stopping; AMP on CUDA;
+resumable from a checkpoint at any epoch of any phase.
 
 The whole split lives on the device when it fits, so a minibatch is an index tensor and `index_select`.
-The trainer only calls the model interface (`forward`, `loss_terms`, `set_epoch`, `predict`): it never
-special-cases a model.
+The trainer only calls the model interface (`forward`, `loss_terms`, `training_phases`, `set_phase`,
+`set_epoch`, `predict`): it never special-cases a model. Optimizers and schedules: `models.optimization`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from models.base import SentimentModel
+from models.base import OptimStep, SentimentModel
 from models.checkpoint import load_training_state, load_weights, save_training_state, save_weights
 from models.data import PackedDataset, PackedSplit, fits_on_device
 from models.metrics import format_metrics
+from models.optimization import (
+    TrainConfig,
+    build_optimizer,
+    build_schedule,
+    check_phases,
+    monitored_value,
+    parameter_names,
+    plateau_step,
+)
 from models.plots import plot_loss_curve
 from models.run_dir import CHECKPOINT_DIR, CURVE_FILE, LAST_CHECKPOINT, LOG_FILE, METRICS_FILE, WEIGHTS_FILE
 from models.tasks import TaskConfig, task_metrics, task_of_spec
-from pipeline.config import ConfigBase, ConfigError
-
-
-@dataclass
-class TrainConfig(ConfigBase):
-    """Optimisation settings; defaults follow the MSA papers (AdamW, lr 1e-3, cosine annealing, batch 32)."""
-
-    epochs: int = 40
-    batch_size: int = 32
-    eval_batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 1e-2
-    betas: tuple[float, float] = (0.9, 0.999)
-    min_lr: float = 0.0              # eta_min of cosine annealing over `epochs`
-    grad_clip: float = 1.0           # max gradient norm; 0 disables clipping
-    patience: int = 10               # epochs without validation improvement before stopping; 0 disables
-    monitor: str = "mae"             # validation metric that selects the best epoch
-    monitor_mode: str = "min"        # "min" or "max"
-    min_delta: float = 0.0           # smallest change of the monitored metric that counts as improvement
-    amp: str = "auto"                # CUDA only: auto (bf16 if supported else fp16) | bf16 | fp16 | off
-    seed: int = 1
-    checkpoint_every: int = 1        # epochs between resumable checkpoints
-    cpu_threads: int = 0             # torch intra-op threads when training on CPU; 0 keeps torch's default
-    compile: bool = False            # torch.compile the model in place (kernel fusion; pays off on long GPU runs)
-
-    def validate(self) -> None:
-        """Raise ConfigError on values the trainer cannot use."""
-        if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
-            raise ConfigError("train.epochs, train.batch_size and train.eval_batch_size must be >= 1")
-        if self.lr <= 0:
-            raise ConfigError(f"train.lr must be > 0, got {self.lr}")
-        if self.monitor_mode not in ("min", "max"):
-            raise ConfigError(f"train.monitor_mode must be 'min' or 'max', got {self.monitor_mode!r}")
-        if self.amp not in ("auto", "bf16", "fp16", "off"):
-            raise ConfigError(f"train.amp must be auto, bf16, fp16 or off, got {self.amp!r}")
+from pipeline.config import ConfigError
+from pipeline.files import atomic_write_json
 
 
 def amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
@@ -133,7 +108,8 @@ def split_metrics(model: SentimentModel, pred: torch.Tensor, label: torch.Tensor
 
 
 class Trainer:
-    """Trains one model on a packed dataset into a run directory."""
+    """Trains one model on a packed dataset into a run directory: its phases in order, each with one optimizer per
+    update step, its schedule and early stopping, and the phase's best weights restored before the next phase."""
 
     def __init__(self, model: SentimentModel, dataset: PackedDataset, config: TrainConfig, run_dir: str | Path,
                  device: torch.device, progress: bool = False, gpu_memory_fraction: float = 0.5,
@@ -157,13 +133,14 @@ class Trainer:
         self.gpu_memory_fraction = gpu_memory_fraction
         self.splits = {name: self._place(s) for name, s in dataset.splits.items()}
         self.dtype = amp_dtype(config, device)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, betas=tuple(config.betas),
-                                           weight_decay=config.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=config.epochs,
-                                                                    eta_min=config.min_lr)
+        self.phases = self.model.training_phases()
+        check_phases(self.phases, config, self.model.name)
+        self._names = parameter_names(self.model)
+        self.steps_per_epoch = max(1, math.ceil(len(self.splits["train"]) / config.batch_size))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
-        self.state: dict[str, Any] = {"epoch": 0, "best": None, "best_epoch": -1, "bad_epochs": 0,
-                                      "history": [], "stopped_early": False}
+        self.state: dict[str, Any] = {"phase": 0, "epoch": 0, "best": None, "best_epoch": -1, "bad_epochs": 0,
+                                      "history": [], "stopped_early": False, "phases": []}
+        self._start_phase(0)
 
     def _place(self, split: PackedSplit) -> PackedSplit:
         if fits_on_device(split, self.device, self.gpu_memory_fraction):
@@ -171,41 +148,77 @@ class Trainer:
         self.log.info("split of %d rows stays on the host (too large for the device); batches are copied", len(split))
         return split
 
+    def _start_phase(self, index: int) -> None:
+        """Optimizers and schedules of phase `index` (the model's parameters as they are now)."""
+        phase = self.phases[index]
+        self.phase = phase
+        self.settings = self.config.phase(phase.name, phase.monitor)
+        self.optimizers = {st.name: build_optimizer(st, self.config, self.settings.lr, self._names)
+                           for st in phase.steps}
+        self.schedules = {name: build_schedule(opt, self.config, self.settings, self.steps_per_epoch)
+                          for name, opt in self.optimizers.items()}
+        self.model.set_phase(phase.name)
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        """The optimizer of the current phase's first update step (the only one for most models)."""
+        return next(iter(self.optimizers.values()))
+
+    @property
+    def scheduler(self) -> torch.optim.lr_scheduler.LRScheduler:
+        """The schedule of the current phase's first update step."""
+        return next(iter(self.schedules.values()))
+
     # ---- one epoch
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         cfg = self.config
         split = self.splits["train"]
         self.model.train()
+        self.model.set_phase(self.phase.name)
         self.model.set_epoch(epoch)
-        gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)   # same order on resume
+        offset = 100003 * self.state["phase"] + 7919 * self.state["phase"] ** 2
+        gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch + offset)   # same order on resume
         perm = torch.randperm(len(split), generator=gen).to(self.device)
         sums: dict[str, torch.Tensor] = {}     # on the device: no GPU sync per term and step
         count = 0
         for b in range(0, len(split), cfg.batch_size):
             batch = split.batch(perm[b: b + cfg.batch_size])
-            with _autocast(self.device, self.dtype):
-                out = self.model(batch)
-                terms = self.model.loss_terms(batch, out)
-            if "task" not in terms:
-                raise ConfigError(f"model {self.model.name} returned no 'task' loss term")
-            loss = sum(t.float() for t in terms.values())
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"epoch {epoch}: loss is {loss.item()} "
-                                         f"({', '.join(f'{k}={v.item():.4g}' for k, v in terms.items())}); "
-                                         "lower train.lr or check the input features")
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            if cfg.grad_clip > 0:
-                self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
             n = len(batch["label"])
-            count += n
-            for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + v.detach().float() * n
-            sums["total"] = sums.get("total", 0.0) + loss.detach() * n
+            for step in self.phase.steps:
+                terms, loss = self._update(step, batch, epoch)
+                count += n if step is self.phase.steps[-1] else 0
+                for k, v in terms.items():
+                    sums[k] = sums.get(k, 0.0) + v.detach().float() * n / len(self.phase.steps)
+                sums["total"] = sums.get("total", 0.0) + loss.detach() * n / len(self.phase.steps)
+            self.scaler.update()
         return {k: float(v) / max(1, count) for k, v in sums.items()}
+
+    def _update(self, step: OptimStep, batch: dict[str, torch.Tensor], epoch: int
+                ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """One update: forward, the step's loss terms, backward, clip, optimizer and schedule step."""
+        with _autocast(self.device, self.dtype):
+            out = self.model(batch)
+            terms = self.model.loss_terms(batch, out)
+        if "task" not in terms:
+            raise ConfigError(f"model {self.model.name} returned no 'task' loss term")
+        chosen = terms if step.terms is None else {k: terms[k] for k in step.terms if k in terms}
+        if not chosen:
+            raise ConfigError(f"model {self.model.name}: update {step.name!r} minimises {', '.join(step.terms or [])} "
+                              f"but the model returned only {', '.join(terms)}")
+        loss = sum(t.float() for t in chosen.values())
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"epoch {epoch}: loss is {loss.item()} "
+                                     f"({', '.join(f'{k}={v.item():.4g}' for k, v in terms.items())}); "
+                                     "lower train.lr or check the input features")
+        optimizer = self.optimizers[step.name]
+        optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.config.grad_clip > 0:
+            self.scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(step.parameters, self.config.grad_clip)
+        self.scaler.step(optimizer)
+        self.schedules[step.name].step()
+        return terms, loss
 
     @torch.no_grad()
     def _eval_loss(self, split: PackedSplit) -> dict[str, float]:
@@ -234,18 +247,37 @@ class Trainer:
         if best is None or math.isnan(best):
             return not math.isnan(value)
         delta = self.config.min_delta
-        return value < best - delta if self.config.monitor_mode == "min" else value > best + delta
+        return value < best - delta if self.settings.mode == "min" else value > best + delta
+
+    def _finish_phase(self) -> None:
+        """Record the phase, restore its best weights, and move to the next phase (fresh optimizers)."""
+        best = self.run_dir / WEIGHTS_FILE
+        self.state["phases"].append({"name": self.phase.name, "epochs": self.state["epoch"],
+                                     "best_epoch": self.state["best_epoch"], "best": self.state["best"],
+                                     "monitor": self.settings.monitor, "stopped_early": self.state["stopped_early"]})
+        if self.state["stopped_early"]:
+            self.log.info("phase %s: early stopping after epoch %d (best epoch %d)", self.phase.name,
+                          self.state["epoch"], self.state["best_epoch"])
+        if self.state["phase"] + 1 < len(self.phases):
+            if best.is_file():
+                load_weights(self.model, best, self.device)
+            self.state.update(phase=self.state["phase"] + 1, epoch=0, best=None, best_epoch=-1, bad_epochs=0,
+                              stopped_early=False)
+            self._start_phase(self.state["phase"])
+            self.log.info("phase %s starts from the best weights of phase %s", self.phase.name,
+                          self.phases[self.state["phase"] - 1].name)
+        else:
+            self.state["done"] = True
 
     # ---- the loop
     def fit(self, resume: bool = False, max_epochs_this_call: int | None = None,
             on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-        """Train until `epochs` or early stopping; with resume, continue from the last checkpoint."""
+        """Train every phase until its epochs or early stopping; with resume, continue from the last checkpoint."""
         cfg = self.config
         ckpt = self.run_dir / LAST_CHECKPOINT
         if resume and ckpt.with_suffix(".json").is_file():
-            self.state = load_training_state(ckpt, self.model, self.optimizer, self.scheduler, self.scaler,
-                                             self.device)
-            self.log.info("resumed from epoch %d", self.state["epoch"])
+            self.state = load_training_state(ckpt, self.model, self._resume_phase, self.scaler, self.device)
+            self.log.info("resumed phase %s from epoch %d", self.phase.name, self.state["epoch"])
         else:
             torch.manual_seed(cfg.seed)
             if torch.cuda.is_available():
@@ -254,73 +286,94 @@ class Trainer:
         monitor_split = "valid" if has_valid else "train"
         if not has_valid:
             self.log.warning("no validation rows: early stopping and model selection use the train split")
-        self.log.info("training %s (%d parameters) on %s: %s", self.model.name,
+        self.log.info("training %s (%d parameters) on %s: %s; phases %s", self.model.name,
                       sum(p.numel() for p in self.model.parameters()), self.device,
-                      {k: len(v) for k, v in self.splits.items()})
+                      {k: len(v) for k, v in self.splits.items()}, ", ".join(p.name for p in self.phases))
         done_now = 0
         bar = None
         if self.progress:
             from tqdm import tqdm
-            bar = tqdm(total=cfg.epochs, initial=self.state["epoch"], desc="train", unit="epoch")
-        while self.state["epoch"] < cfg.epochs and not self.state["stopped_early"]:
+            total = sum(cfg.phase(p.name).epochs for p in self.phases)
+            done = sum(ph["epochs"] for ph in self.state["phases"]) + self.state["epoch"]
+            bar = tqdm(total=total, initial=done, desc="train", unit="epoch")
+        while not self.state.get("done"):
+            if self.state["epoch"] >= self.settings.epochs or self.state["stopped_early"]:
+                self._finish_phase()
+                continue
             if max_epochs_this_call is not None and done_now >= max_epochs_this_call:
                 break
-            epoch = self.state["epoch"]
-            t0 = time.perf_counter()
-            train_terms = self._train_epoch(epoch)
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-            train_seconds = time.perf_counter() - t0
-            lr = self.optimizer.param_groups[0]["lr"]
-            self.scheduler.step()
-            record: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_seconds": train_seconds,
-                                      "train": train_terms}
-            if has_valid:
-                record["valid_loss"] = self._eval_loss(self.splits["valid"])
-                record["valid"] = self.evaluate("valid")
-            else:
-                record["train_metrics"] = self.evaluate("train")
-            watched = (record["valid"] if has_valid else record["train_metrics"]).get(cfg.monitor, float("nan"))
-            self.state["epoch"] = epoch + 1
-            if self._improved(watched):
-                self.state.update(best=watched, best_epoch=epoch + 1, bad_epochs=0)
-                save_weights(self.model, self.run_dir / WEIGHTS_FILE)
-            else:
-                self.state["bad_epochs"] += 1
-                if cfg.patience and self.state["bad_epochs"] >= cfg.patience:
-                    self.state["stopped_early"] = True
-            record["seconds"] = time.perf_counter() - t0
-            self.state["history"].append(record)
-            self.log.info("epoch %d/%d loss %.4f %s %s (%.2f s)", epoch + 1, cfg.epochs, train_terms["total"],
-                          monitor_split, format_metrics(record.get("valid", record.get("train_metrics", {}))),
-                          record["seconds"])
-            if (epoch + 1) % max(1, cfg.checkpoint_every) == 0 or self.state["stopped_early"] \
-                    or epoch + 1 == cfg.epochs:
-                save_training_state(ckpt, self.model, self.optimizer, self.scheduler, self.scaler, self.state)
+            record = self._epoch(has_valid)
+            watched = record["monitored"]
+            self.log.info("%sepoch %d/%d loss %.4f %s %s (%.2f s)",
+                          f"{self.phase.name} " if len(self.phases) > 1 else "", record["epoch"],
+                          self.settings.epochs, record["train"]["total"], monitor_split,
+                          format_metrics(record.get("valid", record.get("train_metrics", {}))), record["seconds"])
+            if record["epoch"] % max(1, cfg.checkpoint_every) == 0 or self.state["stopped_early"] \
+                    or record["epoch"] == self.settings.epochs:
+                save_training_state(ckpt, self.model, self.optimizers, self.schedules, self.scaler, self.state)
             if on_epoch:
                 on_epoch(record)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{train_terms['total']:.3f}", **{cfg.monitor: f"{watched:.3f}"})
+                bar.set_postfix(loss=f"{record['train']['total']:.3f}", **{self.settings.monitor: f"{watched:.3f}"})
             done_now += 1
         if bar is not None:
             bar.close()
-        if self.state["stopped_early"]:
-            self.log.info("early stopping after epoch %d (best epoch %d)", self.state["epoch"],
-                          self.state["best_epoch"])
         return self.state
+
+    def _resume_phase(self, state: dict[str, Any]) -> tuple[dict[str, torch.optim.Optimizer], dict[str, Any]]:
+        """For load_training_state: set up the saved phase and hand back its optimizers and schedules to fill."""
+        if state["phase"] != self.state["phase"]:
+            self.state["phase"] = state["phase"]
+            self._start_phase(state["phase"])
+        return self.optimizers, self.schedules
+
+    def _epoch(self, has_valid: bool) -> dict[str, Any]:
+        """Train one epoch of the current phase, evaluate, keep the best weights; the epoch's history record."""
+        epoch = self.state["epoch"]
+        t0 = time.perf_counter()
+        lr = self.optimizer.param_groups[0]["lr"]
+        train_terms = self._train_epoch(epoch)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        train_seconds = time.perf_counter() - t0
+        record: dict[str, Any] = {"epoch": epoch + 1, "phase": self.phase.name, "lr": lr,
+                                  "train_seconds": train_seconds, "train": train_terms}
+        split = "valid" if has_valid else "train"
+        record["valid_loss" if has_valid else "train_loss"] = losses = self._eval_loss(self.splits[split])
+        record["valid" if has_valid else "train_metrics"] = metrics = self.evaluate(split)
+        watched = monitored_value(self.settings.monitor, metrics, losses)
+        record["monitored"] = watched
+        self.state["epoch"] = epoch + 1
+        if self._improved(watched):
+            self.state.update(best=watched, best_epoch=epoch + 1, bad_epochs=0)
+            save_weights(self.model, self.run_dir / WEIGHTS_FILE)
+        else:
+            self.state["bad_epochs"] += 1
+            if plateau_step(self.schedules, self.config, self.state["bad_epochs"]):
+                self.log.info("lr lowered to %.3g after %d epochs without improvement",
+                              self.optimizer.param_groups[0]["lr"], self.state["bad_epochs"])
+            if self.settings.patience and self.state["bad_epochs"] >= self.settings.patience:
+                self.state["stopped_early"] = True
+        record["seconds"] = time.perf_counter() - t0
+        self.state["history"].append(record)
+        return record
 
     def write_summary(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """Reload the best weights, evaluate every split, write metrics.json and the loss curve."""
         best = self.run_dir / WEIGHTS_FILE
         if best.is_file():
             load_weights(self.model, best, self.device)
+        phases = self.state["phases"] or [{"name": self.phase.name, "epochs": self.state["epoch"]}]
         summary: dict[str, Any] = {"model": self.model.name, "best_epoch": self.state["best_epoch"],
-                                   "epochs_run": self.state["epoch"], "stopped_early": self.state["stopped_early"],
-                                   "monitor": self.config.monitor, "device": str(self.device),
+                                   "epochs_run": sum(p["epochs"] for p in phases),
+                                   "stopped_early": self.state["stopped_early"],
+                                   "monitor": self.settings.monitor, "device": str(self.device),
                                    "amp": str(self.dtype) if self.dtype else "off",
                                    "parameters": sum(p.numel() for p in self.model.parameters()),
                                    "splits": {k: len(v) for k, v in self.splits.items()}}
+        if len(self.phases) > 1:
+            summary["phases"] = phases
         secs = [h["train_seconds"] for h in self.state["history"]]
         if secs:
             summary["epoch_seconds_mean"] = sum(secs) / len(secs)
@@ -329,7 +382,7 @@ class Trainer:
         if extra:
             summary.update(extra)
         summary["history"] = self.state["history"]
-        (self.run_dir / METRICS_FILE).write_text(json.dumps(summary, indent=1, default=float), encoding="utf-8")
+        atomic_write_json(self.run_dir / METRICS_FILE, summary, default=float)
         if self.state["history"]:
             plot_loss_curve(self.state["history"], self.run_dir / CURVE_FILE, title=self.model.name)
         for name, m in summary["metrics"].items():

@@ -1,11 +1,19 @@
-"""Content-addressed feature cache: safetensors + JSON metadata per entry, atomic writes, verify and gc."""
+"""Content-addressed feature cache: safetensors + JSON metadata per entry, atomic writes, verify and gc.
+
+Every read checks what it serves: the metadata's own checksum and consistency, the tensors file's size and
+safetensors header against the metadata (always, cheap), and the tensors' SHA-256 the first time this process
+uses the file. A corrupt entry is never served: `load` raises CacheError, and the runner recomputes it.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import re
 import shutil
+import struct
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -18,15 +26,21 @@ from safetensors.torch import load_file, save_file
 
 from pipeline.claims import Claim, ClaimTable, current_owner, tag_owner_gone
 from pipeline.config import stable_hash
-from pipeline.errors import SentiFlowError
-from pipeline.files import atomic_write_json
+from pipeline.errors import SentiFlowError, os_reason
+from pipeline.files import atomic_write_json, json_dumps
+
+log = logging.getLogger(__name__)
 
 TENSORS_FILE = "tensors.safetensors"
 META_FILE = "meta.json"
 FAILURE_LOG = "failures.jsonl"
 STATUS_OK = "ok"
 STATUS_MISSING = "missing"   # the modality is absent from the source (e.g. no audio stream): a cached fact
+STATUSES = (STATUS_OK, STATUS_MISSING)
+META_CHECKSUM = "meta_sha256"   # SHA-256 of the rest of the metadata (entries written before it lack it)
 _HASH_CHUNK = 1 << 20
+_MAX_HEADER = 100 << 20      # safetensors' own limit on the header size
+_hashed: set[tuple[str, int, int, int]] = set()   # tensors files whose full hash matched in this process
 
 
 class CacheError(SentiFlowError):
@@ -65,8 +79,17 @@ class CacheEntry:
         """'ok' or 'missing' (the modality is absent from the source)."""
         return self.meta.get("status", STATUS_OK)
 
+    def problem(self, full_hash: bool = False) -> str | None:
+        """Why this entry must not be served, or None: metadata checksum and consistency, tensors file size and
+        header always; the tensors' SHA-256 with `full_hash` or the first time this process checks the file."""
+        return _check_entry(self, full_hash)
+
     def load(self, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-        """Load the entry's tensors (no pickle involved)."""
+        """Load the entry's tensors (no pickle involved), after checking them (see `problem`)."""
+        why = self.problem()
+        if why is not None:
+            raise CacheError(f"cache entry {self.key} is corrupt: {why}; it is recomputed on the next extraction "
+                             "(or run `sentiflow cache verify --fix`)")
         if self.status != STATUS_OK:
             return {}
         try:
@@ -122,9 +145,21 @@ class FeatureCache:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return None
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:   # ValueError: bad JSON or bad UTF-8
             raise CacheError(f"cache entry {key} has unreadable metadata: {exc}") from exc
+        if not isinstance(meta, dict):
+            raise CacheError(f"cache entry {key} has unreadable metadata: not a JSON object")
         return CacheEntry(key=key, path=d, meta=meta)
+
+    def remove(self, key: str) -> None:
+        """Delete a (corrupt) entry: renamed out of objects/ first, so readers see it whole or not at all."""
+        d = self._entry_dir(key)
+        aside = self.root / "tmp" / f"{key}.{current_owner().tag}.{uuid.uuid4().hex[:8]}"
+        try:
+            os.rename(d, aside)
+        except OSError:
+            aside = d
+        shutil.rmtree(aside, ignore_errors=True)
 
     def __contains__(self, key: str) -> bool:
         return (self._entry_dir(key) / META_FILE).is_file()
@@ -164,6 +199,8 @@ class FeatureCache:
                 meta["tensors"] = {k: {"shape": list(v.shape), "dtype": str(v.dtype).removeprefix("torch.")}
                                    for k, v in clean.items()}
                 meta["tensors_sha256"] = hash_file(tmp / TENSORS_FILE)
+                meta["tensors_bytes"] = (tmp / TENSORS_FILE).stat().st_size
+            meta[META_CHECKSUM] = meta_checksum(meta)
             atomic_write_json(tmp / META_FILE, meta)
             _fsync_dir(tmp)
             final.parent.mkdir(parents=True, exist_ok=True)
@@ -175,23 +212,29 @@ class FeatureCache:
                 else:
                     raise
             _fsync_dir(final.parent)
-        except OSError as exc:
+        except (OSError, SafetensorError) as exc:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise CacheError(f"cannot write cache entry under {self.root}: {exc.strerror or exc}") from exc
+            raise CacheError(f"cannot write cache entry under {self.root}: {write_reason(exc)}") from exc
         return CacheEntry(key=key, path=final, meta=meta)
 
     def put_media_record(self, media_hash: str, record: dict[str, Any]) -> None:
-        """Remember where a media hash came from (paths, probe), merged with earlier records."""
+        """Remember where a media hash came from (paths, probe), merged with earlier records; CacheError when
+        it cannot be written (a full disk)."""
         path = self.root / "media" / f"{media_hash}.json"
         old: dict[str, Any] = {}
         if path.is_file():
             try:
                 old = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError):
+            except (OSError, ValueError, RecursionError):
+                old = {}
+            if not isinstance(old, dict):
                 old = {}
         sources = sorted(set(old.get("sources", [])) | set(record.get("sources", [])))
         merged = {**old, **record, "sources": sources}
-        atomic_write_json(path, merged, tmp_dir=self.root / "tmp", owner=current_owner().tag)
+        try:
+            atomic_write_json(path, merged, tmp_dir=self.root / "tmp", owner=current_owner().tag)
+        except OSError as exc:
+            raise CacheError(f"cannot write the media record under {self.root}: {os_reason(exc)}") from exc
 
     def media_record(self, media_hash: str) -> dict[str, Any] | None:
         """The record written by `put_media_record`, if any."""
@@ -201,10 +244,14 @@ class FeatureCache:
         return json.loads(path.read_text(encoding="utf-8"))
 
     def log_failure(self, record: dict[str, Any]) -> None:
-        """Append one failure (path, extractor, reason) to the cache's failure log."""
-        line = json.dumps({"time": time.time(), **record}, ensure_ascii=False) + "\n"
-        with open(self.root / FAILURE_LOG, "a", encoding="utf-8") as fh:
-            fh.write(line)
+        """Append one failure (path, extractor, reason) to the cache's failure log (best effort: a full disk
+        loses the log line, never the run; the run's summary still has the failure)."""
+        line = json_dumps({"time": time.time(), **record}) + "\n"
+        try:
+            with open(self.root / FAILURE_LOG, "a", encoding="utf-8") as fh:
+                fh.write(line)
+        except OSError as exc:
+            log.warning("cannot append to %s: %s", self.root / FAILURE_LOG, os_reason(exc))
 
     def failures(self) -> list[dict[str, Any]]:
         """All records of the failure log (a torn last line is skipped)."""
@@ -212,7 +259,7 @@ class FeatureCache:
         if not path.is_file():
             return []
         out = []
-        for line in path.read_text(encoding="utf-8").splitlines():
+        for line in path.read_text(encoding="utf-8", errors="replace").split("\n"):
             try:
                 out.append(json.loads(line))
             except json.JSONDecodeError:
@@ -224,7 +271,7 @@ class FeatureCache:
         """Check every entry's tensors against its metadata; with fix, delete corrupt entries."""
         report = VerifyReport()
         for entry in self.entries():
-            problem = _check_entry(entry)
+            problem = _check_entry(entry, full_hash=True)
             if problem is None:
                 report.ok += 1
                 continue
@@ -286,7 +333,7 @@ class FeatureCache:
                     _remove(p)
                     removed["temp"] += 1
         for entry in list(self.entries()):
-            if _check_entry(entry) is not None:
+            if _check_entry(entry, full_hash=True) is not None:
                 shutil.rmtree(entry.path, ignore_errors=True)
                 removed["corrupt"] += 1
             elif stale_versions is not None:
@@ -305,28 +352,83 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _check_entry(entry: CacheEntry) -> str | None:
+def meta_checksum(meta: dict[str, Any]) -> str:
+    """SHA-256 of an entry's metadata without its own checksum field (any later edit of meta.json shows)."""
+    rest = {k: v for k, v in meta.items() if k != META_CHECKSUM}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+
+
+def write_reason(exc: BaseException) -> str:
+    """Why a write failed, in words ('No space left on device'), also from safetensors' wrapped I/O errors."""
+    if isinstance(exc, OSError):
+        return os_reason(exc)
+    m = re.search(r'message: "([^"]+)"', str(exc))
+    return m.group(1) if m else str(exc)
+
+
+def _check_entry(entry: CacheEntry, full_hash: bool = True) -> str | None:
+    """Why `entry` must not be served, or None (see CacheEntry.problem)."""
     meta = entry.meta
     if meta.get("status") == "unreadable":
         return "metadata is not valid JSON"
     if meta.get("key") != entry.key:
         return "metadata key does not match the entry's directory"
-    if entry.status != STATUS_OK:
-        return None
+    if META_CHECKSUM in meta and meta[META_CHECKSUM] != meta_checksum(meta):
+        return "metadata checksum differs: meta.json was changed after it was written"
+    status = meta.get("status", STATUS_OK)
+    if status not in STATUSES:
+        return f"metadata status {status!r} is not one of {', '.join(STATUSES)}"
     path = entry.path / TENSORS_FILE
-    if not path.is_file():
-        return "tensors file is missing"
-    if hash_file(path) != meta.get("tensors_sha256"):
-        return "tensors file checksum differs from metadata"
+    if status == STATUS_MISSING:
+        if "tensors" in meta or "tensors_sha256" in meta or path.exists():
+            return "metadata says the modality is missing, but the entry has tensors"
+        if not str(meta.get("reason") or "").strip():
+            return "metadata says the modality is missing but gives no reason"
+        return None
+    if not isinstance(meta.get("tensors"), dict) or not meta.get("tensors_sha256"):
+        return "metadata lacks the tensors' list or checksum"
     try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError) as exc:
-        return f"tensors file unreadable: {exc}"
-    for name, spec in meta.get("tensors", {}).items():
-        if name not in tensors:
+        size = path.stat().st_size
+    except OSError:
+        return "tensors file is missing"
+    if "tensors_bytes" in meta and size != meta["tensors_bytes"]:
+        return f"tensors file has {size} bytes, metadata says {meta['tensors_bytes']}"
+    problem = _check_header(path, size, meta["tensors"])
+    if problem:
+        return problem
+    st = path.stat()
+    seen = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    if full_hash or seen not in _hashed:
+        if hash_file(path) != meta.get("tensors_sha256"):
+            return "tensors file checksum differs from metadata"
+        _hashed.add(seen)
+    return None
+
+
+def _check_header(path: Path, size: int, listed: dict[str, Any]) -> str | None:
+    """Compare a safetensors file's header (names, shapes, data extent) with the metadata's tensor list."""
+    try:
+        with open(path, "rb") as fh:
+            n = struct.unpack("<Q", fh.read(8))[0]
+            if n > min(_MAX_HEADER, size - 8):
+                return "tensors file header is damaged (its length exceeds the file)"
+            header = json.loads(fh.read(n))
+    except (OSError, struct.error, ValueError, RecursionError) as exc:
+        return f"tensors file header is unreadable ({exc})"
+    if not isinstance(header, dict):
+        return "tensors file header is damaged"
+    header.pop("__metadata__", None)
+    end = 0
+    for name, spec in listed.items():
+        got = header.get(name)
+        if not isinstance(got, dict):
             return f"tensor {name} listed in metadata is absent"
-        if list(tensors[name].shape) != spec["shape"]:
-            return f"tensor {name} has shape {list(tensors[name].shape)}, metadata says {spec['shape']}"
+        if list(got.get("shape", [])) != list(spec.get("shape", [])):
+            return f"tensor {name} has shape {got.get('shape')}, metadata says {spec.get('shape')}"
+        offsets = got.get("data_offsets") or [0, 0]
+        end = max(end, int(offsets[1]))
+    if 8 + n + end != size:
+        return f"tensors file has {size} bytes, its header describes {8 + n + end}"
     return None
 
 

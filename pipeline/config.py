@@ -53,14 +53,7 @@ class ConfigBase:
     @classmethod
     def from_yaml(cls: type[T], path: str | Path) -> T:
         """Load from a YAML file; a missing file or bad key names itself."""
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        with path.open(encoding="utf-8") as fh:
-            data = yaml.safe_load(fh) or {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"config file {path} must hold a mapping at top level")
-        return cls.from_dict(data)
+        return cls.from_dict(read_yaml_mapping(path, "config file"))
 
     def to_yaml(self, path: str | Path) -> None:
         """Write this config as YAML."""
@@ -69,6 +62,20 @@ class ConfigBase:
     def fingerprint(self) -> str:
         """Stable short hash of the config's values (used in cache keys)."""
         return stable_hash(self.to_dict())
+
+
+def read_yaml_mapping(path: str | Path, what: str = "config file", sections: str = "") -> dict[str, Any]:
+    """The mapping a YAML file holds ({} when empty); ConfigError naming the file when it is missing or holds
+    something else (`sections`: which ones it should have, for the message)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} not found: {path}")
+    with path.open(encoding="utf-8") as fh:
+        data = yaml.safe_load(fh) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} {path} must hold a mapping" + (f" with sections {sections}" if sections else
+                                                                  " at top level"))
+    return data
 
 
 def stable_hash(obj: Any, length: int = 16) -> str:

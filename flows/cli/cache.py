@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
+from pipeline.files import printable
+
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register `cache ls`, `cache verify` and `cache gc`."""
@@ -14,6 +16,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     ls.add_argument("cache")
     ls.add_argument("--extractor", help="only entries of this extractor")
     ls.add_argument("--failures", action="store_true", help="list the failure log instead")
+    ls.add_argument("--dataset", metavar="LABELS.csv",
+                    help="instead: which rows of this label file lack which modality (extracted or imported)")
+    ls.add_argument("--media-root", help="with --dataset: folder the MMSA ids resolve under")
+    ls.add_argument("--config", help="with --dataset: feature config YAML the cache was built with")
+    ls.add_argument("--options", help="with --dataset: training options YAML whose data: section names the sources")
+    ls.add_argument("--aligned", action="store_true", help="with --dataset: check the word-aligned sources")
     ls.set_defaults(func=run_ls)
     vf = csub.add_parser("verify", help="check every entry's tensors against its metadata")
     vf.add_argument("cache")
@@ -33,9 +41,11 @@ def run_ls(args: argparse.Namespace) -> int:
     from pipeline.cache import FeatureCache
 
     cache = FeatureCache(args.cache, create=False)
+    if args.dataset:
+        return run_ls_dataset(args, cache)
     if args.failures:
         for f in cache.failures():
-            print(f"{f.get('extractor') or '-':<10} {f.get('path')}: {f.get('reason')}")
+            print(f"{f.get('extractor') or '-':<10} {printable(f.get('path'))}: {printable(f.get('reason'))}")
         return 0
     counts: Counter[str] = Counter()
     for e in cache.entries():
@@ -46,8 +56,31 @@ def run_ls(args: argparse.Namespace) -> int:
         shapes = ", ".join(f"{k}{tuple(v['shape'])}" for k, v in e.meta.get("tensors", {}).items()
                            if k in ("fixed", "sequence", "embeddings"))
         note = e.meta.get("reason", shapes)
-        print(f"{e.key[:12]}  {name:<10} {e.status:<8} {_short(e.meta.get('source', ''))}  {note}")
+        print(f"{e.key[:12]}  {name:<10} {e.status:<8} {_short(printable(e.meta.get('source', '')))}  "
+              f"{printable(note)}")
     print("totals: " + (", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "empty"))
+    return 0
+
+
+def run_ls_dataset(args: argparse.Namespace, cache) -> int:
+    """Print each row that lacks a modality with why, then per modality how many rows have it."""
+    from extractors.config import load_config
+    from models.data import modality_coverage, read_data_config
+    from pipeline.labels import read_labels
+
+    data = read_data_config(args.options)
+    data.aligned = args.aligned
+    table = read_labels(args.dataset, args.media_root)
+    coverage = modality_coverage(load_config(args.config), cache, table, data)
+    have = Counter()
+    for rid, states in coverage:
+        lacking = {m: why for m, why in states.items() if why != "ok"}
+        have.update(m for m, why in states.items() if why == "ok")
+        if lacking:
+            print(f"{rid}: lacks " + "; ".join(f"{m} ({why})" for m, why in lacking.items()))
+    n = len(coverage)
+    sources = ", ".join(f"{m} <- {data.source(m).extractor}" for m in data.modalities)
+    print(f"{n} rows ({sources}): " + ", ".join(f"{m} {have[m]}/{n}" for m in data.modalities))
     return 0
 
 

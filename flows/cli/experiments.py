@@ -17,6 +17,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="experiment directory to create")
     p.add_argument("--config", help="feature config YAML (the one the cache was built with)")
     p.add_argument("--options", help="YAML with sections model:, train:, data:, task: (e.g. train: {epochs: 20})")
+    p.add_argument("--recipe", help="the model's training recipe, e.g. paper:mosi, under every member run")
     p.add_argument("--epochs", type=int, help="shortcut for train.epochs")
     p.add_argument("--seeds", default=None, help="comma list of training seeds")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
@@ -47,21 +48,20 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     _common(p)
     p.add_argument("--source", required=True, help="training language (the labels' language column)")
     p.add_argument("--targets", required=True, help="comma list of target languages")
-    p.add_argument("--fractions", default="0,0.05,0.1", help="few-shot shares of the target's training rows")
+    p.add_argument("--fractions", default=None, help="comma list of few-shot shares of the target's training rows "
+                   "rehearsed with the source (default 0,0.01,0.13: zero-shot and the multilingual paper's 1 %% and 13 %%)")
     p.add_argument("--modalities", help="comma list (default: all the model can use)")
     p.set_defaults(func=run_transfer, seeds_default="1")
 
 
 def _kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    from flows.cli.train import _options
+    from flows.cli.train import _options, parse_seeds
+    from models.recipes import apply_recipe
 
-    options = _options(args.options)
+    options = apply_recipe(_model(args), args.recipe, _options(args.options))
     if args.epochs is not None:
         options.setdefault("train", {})["epochs"] = args.epochs
-    try:
-        seeds = [int(s) for s in (args.seeds or args.seeds_default).split(",") if s.strip()]
-    except ValueError:
-        raise ConfigError(f"--seeds must be a comma list of integers, got {args.seeds!r}") from None
+    seeds = parse_seeds(args.seeds or args.seeds_default)
     return {"seeds": seeds, "options": options, "config_path": args.config, "device": args.device,
             "media_root": args.media_root, "progress": True, "extract_missing": args.extract}
 
@@ -107,10 +107,11 @@ def run_crossval(args: argparse.Namespace) -> int:
 
 def run_transfer(args: argparse.Namespace) -> int:
     """Run the language-transfer experiment and print its table."""
-    from models.experiments.language_transfer import run_language_transfer
+    from models.experiments.language_transfer import DEFAULT_FRACTIONS, run_language_transfer
 
     try:
-        fractions = [float(f) for f in args.fractions.split(",") if f.strip()]
+        fractions = [float(f) for f in args.fractions.split(",") if f.strip()] if args.fractions else \
+            list(DEFAULT_FRACTIONS)
     except ValueError:
         raise ConfigError(f"--fractions must be a comma list of numbers, got {args.fractions!r}") from None
     result = run_language_transfer(args.cache, args.labels, _model(args), args.out, source=args.source,

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
+
+from pipeline.files import json_dumps
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -46,8 +47,7 @@ def run_extract(args: argparse.Namespace) -> int:
     summary = runner.run(args.paths, progress=not args.no_progress)
     print(summary.table())
     if args.summary_json:
-        Path(args.summary_json).write_text(json.dumps(summary.to_dict(), indent=1, ensure_ascii=False, default=str),
-                                           encoding="utf-8")
+        Path(args.summary_json).write_text(json_dumps(summary.to_dict(), indent=1), encoding="utf-8")
     if not summary.any_succeeded:
         print("sentiflow: no input could be processed", file=sys.stderr)
         return 1

@@ -1,4 +1,5 @@
-"""`sentiflow extract --transcripts FILE.csv`: the text path alone over a transcript-only table (no media)."""
+"""`sentiflow extract --transcripts FILE.csv`: the text path alone over a transcript-only table (no media): the text
+encoder and the configured extractors that read a transcript alone (word-aligned text, translation)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import torch
 
 from extractors.config import SentiFlowConfig
-from extractors.text_only import extract_transcript_table
+from extractors.text_only import extract_transcript_table, text_item_extractors
 from pipeline.cache import FeatureCache
 from pipeline.labels import read_labels
 
@@ -19,7 +20,9 @@ def run_transcript_table(args: argparse.Namespace, config: SentiFlowConfig, devi
                          cache: FeatureCache) -> int:
     """Encode every row of `args.transcripts` into the cache; exit 1 when no row succeeded (a bad file raises)."""
     table = read_labels(args.transcripts)
-    summary = extract_transcript_table(table, cache, config, device=device, progress=not args.no_progress)
+    also = text_item_extractors([n for n in config.extraction.extractors if n != "text"])   # e.g. aligned, translation
+    summary = extract_transcript_table(table, cache, config, device=device, progress=not args.no_progress,
+                                       also=also)
     for rid, why in list(summary.failures.items())[:20]:
         print(f"{rid}: {why}")
     if len(summary.failures) > 20:

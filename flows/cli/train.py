@@ -7,10 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
-
 from models.registry import DEFAULT_MODEL
-from pipeline.config import ConfigError
+from pipeline.config import ConfigError, read_yaml_mapping
+from pipeline.files import printable
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -23,6 +22,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="run directory to create")
     p.add_argument("--config", help="feature config YAML (the one the cache was built with)")
     p.add_argument("--options", help="YAML with sections model:, train:, data:, task: (e.g. train: {epochs: 20})")
+    p.add_argument("--recipe", help="the model's training recipe, e.g. paper:mosi (models/recipes/MODEL.yaml) or a "
+                   "YAML file; --options override it")
+    p.add_argument("--seeds", help="comma list of seeds: one run each, the best on validation kept, mean ± std "
+                   "in seeds.json (default: train.seed)")
     p.add_argument("--modalities", help="comma list, e.g. text or text,audio (default: all available)")
     add_task_arguments(p)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
@@ -86,32 +89,42 @@ def task_options(args: argparse.Namespace, options: dict) -> dict:
     return {**options, "task": task} if task else options
 
 
+def parse_seeds(text: str) -> list[int]:
+    """Seeds from a comma list such as 1,2,3."""
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds must be a comma list of integers, got {text!r}") from None
+
+
 def _options(path: str | None) -> dict:
-    if not path:
-        return {}
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"options file not found: {p}")
-    data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p} must hold a mapping with sections model:, train:, data:")
-    return data
+    return read_yaml_mapping(path, "options file", "model:, train:, data:") if path else {}
 
 
 def run_train(args: argparse.Namespace) -> int:
     """Train and print where the run went and its validation metrics."""
+    from models.metrics import HEADLINE as HEADLINE_KEYS
     from models.metrics import format_metrics
-    from models.run_dir import METRICS_FILE
+    from models.run_dir import METRICS_FILE, SEEDS_FILE
     from models.training import train_model
 
+    options = task_options(args, _options(args.options))
+    if args.seeds:
+        options.setdefault("train", {})["seeds"] = parse_seeds(args.seeds)
     run = train_model(args.cache, args.labels, args.model or DEFAULT_MODEL, args.out, config_path=args.config,
                       device=args.device, media_root=args.media_root,
                       modalities=args.modalities.split(",") if args.modalities else None,
-                      options=task_options(args, _options(args.options)), extract_missing=args.extract,
+                      options=options, recipe=args.recipe, extract_missing=args.extract,
                       resume=args.resume, progress=True)
     summary = json.loads((run / METRICS_FILE).read_text(encoding="utf-8"))
     for split, m in summary["metrics"].items():
         print(f"{split}: {format_metrics(m)}")
+    if (run / SEEDS_FILE).is_file():
+        seeds = json.loads((run / SEEDS_FILE).read_text(encoding="utf-8"))
+        for split, metrics in seeds["metrics"].items():
+            print(f"{split} over seeds {','.join(map(str, seeds['seeds']))}: " + ", ".join(
+                f"{k} {v['mean']:.4f} ± {v['std']:.4f}" for k, v in metrics.items() if k in HEADLINE_KEYS))
+        print(f"kept seed {seeds['selected']} (best validation {seeds['monitor']})")
     print(f"run directory: {run} (best epoch {summary['best_epoch']} of {summary['epochs_run']})")
     return 0
 
@@ -154,7 +167,10 @@ def run_score(args: argparse.Namespace) -> int:
     cache = args.cache or str(Path(args.model) / "score_cache")
     frame = score_media(args.paths, args.model, cache, out_file=args.out, device=args.device, progress=True)
     cols = ["id", "score", "polarity", "status", "present_text", "present_audio", "present_visual", "reason"]
-    print(frame[cols].to_string(index=False, max_colwidth=60))
+    shown = frame[cols].copy()
+    for c in ("id", "reason"):
+        shown[c] = shown[c].map(printable)
+    print(shown.to_string(index=False, max_colwidth=60))
     if args.out:
         print(f"written: {args.out}")
     if not (frame["status"] == "scored").any():

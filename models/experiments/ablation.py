@@ -1,7 +1,9 @@
 """Ablation runs: a model over modality subsets (T, A, V, TA, TV, AV, TAV) and switched-off components, seeds.
 
-Components are what the model declares in `SentimentModel.ablatable` (config field names): a bool switch
-is set to False, a loss weight to 0, a list of parts (e.g. MCTN's hierarchical_target) to empty. As in the papers (VAE-AMDT Table 7, FDMER, hybrid-modal), components
+Components are what the model declares: `SentimentModel.ablatable` (config field names: a bool switch is set to
+False, a loss weight to 0, a list of parts such as MCTN's hierarchical_target to empty; the row is "w/o NAME")
+and `SentimentModel.ablations` (the paper's named rows, e.g. FDMER's "addition": config overrides, several
+components off together as in VAE-AMDT Table 4). As in the papers (VAE-AMDT Table 7, FDMER, hybrid-modal), components
 are ablated on the full modality set only (the largest subset that runs); `components_on_all_subsets=True`
 ablates them on every subset. A component that has no effect on a subset (e.g. VAE-AMDT's adversarial
 transfer with text alone: there is nothing to transfer) is detected by comparing the two models and
@@ -41,9 +43,19 @@ FULL = "full"
 NO_EFFECT_CHECK_ROWS = 8      # rows of the training split the no-effect check runs both models on
 
 
-def component_label(name: str | None) -> str:
-    """The table's label of a cell's components: 'full' or 'w/o NAME'."""
-    return FULL if name is None else f"w/o {name}"
+def component_label(model: str, name: str | None) -> str:
+    """The table's label of a cell's components: 'full', the paper's row name, or 'w/o NAME'."""
+    if name is None:
+        return FULL
+    return name if name in get_model_class(model).ablations else f"w/o {name}"
+
+
+def overrides_of(model: str, name: str) -> dict[str, Any]:
+    """The model-config overrides of ablation `name`: a named row's own, or the switch-off of a component."""
+    cls = get_model_class(model)
+    if name in cls.ablations:
+        return dict(cls.ablations[name])
+    return {name: off_value(model, name)}
 
 
 def off_value(model: str, name: str) -> Any:
@@ -61,8 +73,9 @@ def off_value(model: str, name: str) -> Any:
 
 
 def resolve_components(model: str, components: Sequence[str] | None) -> list[str]:
-    """The components to ablate: the model's `ablatable` parts (default) or the named ones (checked)."""
-    parts = tuple(get_model_class(model).ablatable)
+    """The components to ablate: the model's `ablatable` parts and named `ablations` (default) or those named."""
+    cls = get_model_class(model)
+    parts = tuple(cls.ablatable) + tuple(cls.ablations)
     if components is None:
         return list(parts)
     names = [c.strip() for c in components if c.strip()]
@@ -122,8 +135,8 @@ def run_ablation(cache_dir: str | Path, labels: str | Path | LabelTable, model: 
 
     bar = tqdm(total=len(cells) * len(seeds), desc="ablation", unit="run", disable=not progress, dynamic_ncols=True)
     for code, comp in cells:
-        overrides = {comp: off_value(model, comp)} if comp else {}
-        cell = {"modalities": code, "components": component_label(comp)}
+        overrides = overrides_of(model, comp) if comp else {}
+        cell = {"modalities": code, "components": component_label(model, comp)}
         for seed in seeds:
             run_dir = out / "runs" / slug(f"{code}_{'full' if comp is None else 'without_' + comp}") / f"seed{seed}"
             res = train_member(data, datasets[code], run_dir, seed, [eval_split], overrides)
@@ -158,10 +171,11 @@ def _model_rejects(data: ExperimentData, mods: Sequence[str]) -> str:
 def _no_effect(data: ExperimentData, mods: Sequence[str], parts: dict[str, list[str]], component: str) -> str:
     """A reason when switching `component` off yields the same model (same parameters, outputs and losses)."""
     spec = _spec(data, mods)
-    off = {**data.options.model, component: off_value(data.model, component)}
-    base_value = getattr(build_model(data.model, spec, data.options.model).config, component)
-    if base_value == off[component]:
-        return f"already off in the model config ({component}={base_value!r})"
+    changes = overrides_of(data.model, component)
+    off = {**data.options.model, **changes}
+    base = build_model(data.model, spec, data.options.model).config
+    if all(getattr(base, k) == v for k, v in changes.items()):
+        return "already off in the model config (" + ", ".join(f"{k}={v!r}" for k, v in changes.items()) + ")"
     sample = make_dataset(data, {"train": parts["train"][:NO_EFFECT_CHECK_ROWS]}, mods).splits.get("train")
     if sample is None:
         return ""

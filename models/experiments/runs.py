@@ -41,7 +41,7 @@ from models.run_dir import (
     WEIGHTS_FILE,
 )
 from models.tasks import TaskConfig, headline_metrics
-from models.training import RunOptions, train_on_dataset
+from models.training import RunOptions, set_model_data_needs, train_on_dataset
 from pipeline.cache import FeatureCache
 from pipeline.config import ConfigError
 from pipeline.files import markdown_table
@@ -128,10 +128,7 @@ def load_experiment_data(cache_dir: str | Path, labels: str | Path | LabelTable,
     if not opts.data.modalities:
         raise ConfigError(f"none of the modalities {', '.join(wanted)} is one model {model} can use "
                           f"({', '.join(cls.modalities)})")
-    if cls.uses_token_ids:
-        opts.data.token_inputs = True
-    if cls.aligned:
-        opts.data.aligned = True
+    translations_for = set_model_data_needs(model, opts)
     config = load_config(str(config_path) if config_path else None)
     dev = resolve_device(device)
     cache = FeatureCache(cache_dir)
@@ -139,7 +136,8 @@ def load_experiment_data(cache_dir: str | Path, labels: str | Path | LabelTable,
     if extract_missing:
         extract_for_rows(table, config, cache, opts.data, dev, progress)
     data = type(opts.data).from_dict({**opts.data.to_dict(), "valid_fraction": 0.0})   # experiments split
-    dataset = build_dataset(config, cache, table, data, progress=progress, task=task_of(opts))
+    dataset = build_dataset(config, cache, table, data, progress=progress, task=task_of(opts),
+                            translations_for=translations_for)
     for m in opts.data.modalities:
         if m not in dataset.modalities:
             unavailable[m] = f"no cached '{opts.data.source(m).extractor}' features for any row"

@@ -140,3 +140,36 @@ class GeluMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the MLP to the last dimension."""
         return self.net(x)
+
+
+class RunningStandardizer(nn.Module):
+    """Per-feature standardisation (x - mean) / std of a (B, T, D) sequence with the mean and std of every valid
+    step seen while training: cumulative over the training data (exact after one epoch), not per batch, so
+    training and evaluation apply the same transform. The statistics are buffers (saved with the weights); they
+    stop changing in eval mode, so a frozen part (eval mode) keeps its transform. Padded steps stay zero.
+
+    An input adapter for raw features whose scales differ by orders of magnitude (e.g. f0 in Hz beside MFCC
+    deltas); a feature that has not varied passes through centred but unscaled.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("total", torch.zeros(dim, dtype=torch.float64))
+        self.register_buffer("total_sq", torch.zeros(dim, dtype=torch.float64))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x standardised with the statistics so far (after adding this batch's valid steps while training)."""
+        valid = mask > 0
+        if self.training:
+            with torch.no_grad():
+                steps = x[valid].double()
+                self.count += steps.shape[0]
+                self.total += steps.sum(0)
+                self.total_sq += (steps * steps).sum(0)
+        n = self.count.clamp(min=1.0)
+        mean = self.total / n
+        std = (self.total_sq / n - mean * mean).clamp(min=0.0).sqrt()
+        std = torch.where(std > 1e-6, std, torch.ones_like(std))
+        out = (x.float() - mean.float()) / std.float()
+        return out * valid.unsqueeze(-1).to(out.dtype)

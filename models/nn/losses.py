@@ -1,9 +1,9 @@
-"""Auxiliary training losses of the zoo: masked reconstruction, InfoNCE, modality-budget decisions."""
+"""Auxiliary training losses of the zoo: masked reconstruction, the multilingual paper's NCE, modality-budget
+decisions."""
 
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 
 def masked_mse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -15,30 +15,32 @@ def masked_mse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tenso
     return sq.sum() / (m.sum() * prediction.shape[-1]).clamp(min=1.0)
 
 
-def info_nce(query: torch.Tensor, key: torch.Tensor, temperature: float,
-             symmetric: bool = True, valid: torch.Tensor | None = None) -> torch.Tensor:
-    """InfoNCE (van den Oord et al., 2018) with in-batch negatives: row i of query matches row i of key.
+def nce_loss(x: torch.Tensor, y: torch.Tensor, valid: torch.Tensor | None = None,
+             reduction: str = "sum") -> torch.Tensor:
+    """The multilingual paper's NCE (Section 5.1): -sum_i log(e^{x_i.y_i} / (e^{x_i.y_i} + sum_N e^{x'.y'})).
 
-    Vectors are L2-normalised, similarities divided by `temperature`; `symmetric` averages both directions.
-    `valid` (B,) bool drops rows without a positive pair (e.g. no translation); < 2 valid rows gives 0.
+    Row i of `x` and row i of `y` are a positive pair; its negatives N are the unmatched pairs that share one of
+    its members, (x_i, y_j) and (x_j, y_i) for j != i. Scores are raw dot products (no normalisation, no
+    temperature). `valid` (B,) bool keeps only the rows that have a pair (e.g. a translation); fewer than two
+    valid rows (no negative) give 0. `reduction` "sum" is the paper's sum over pairs, "mean" divides it by their
+    number.
     """
-    if query.shape != key.shape or query.dim() != 2:
-        raise ValueError(f"info_nce needs two (B, D) tensors of one shape, got {tuple(query.shape)} "
-                         f"and {tuple(key.shape)}")
-    if temperature <= 0:
-        raise ValueError(f"info_nce temperature must be > 0, got {temperature}")
+    if x.shape != y.shape or x.dim() != 2:
+        raise ValueError(f"nce_loss needs two (B, D) tensors of one shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"nce_loss reduction must be 'sum' or 'mean', got {reduction!r}")
     if valid is not None:
-        query, key = query[valid], key[valid]
-    if query.shape[0] < 2:
-        return query.sum() * 0.0 + key.sum() * 0.0
-    q = nn.functional.normalize(query, dim=-1)
-    k = nn.functional.normalize(key, dim=-1)
-    logits = q @ k.t() / temperature
-    targets = torch.arange(q.shape[0], device=q.device)
-    loss = nn.functional.cross_entropy(logits, targets)
-    if symmetric:
-        loss = 0.5 * (loss + nn.functional.cross_entropy(logits.t(), targets))
-    return loss
+        x, y = x[valid], y[valid]
+    n = x.shape[0]
+    if n < 2:
+        return x.sum() * 0.0 + y.sum() * 0.0
+    scores = x.float() @ y.float().t()                                   # (n, n): s_ij = x_i . y_j
+    positive = scores.diagonal()
+    off = ~torch.eye(n, dtype=torch.bool, device=scores.device)
+    negatives = torch.cat([scores[off].reshape(n, n - 1), scores.t()[off].reshape(n, n - 1)], dim=1)
+    log_denominator = torch.logsumexp(torch.cat([positive.unsqueeze(1), negatives], dim=1), dim=1)
+    loss = (log_denominator - positive).sum()
+    return loss / n if reduction == "mean" else loss
 
 
 def modality_budget_loss(decisions: torch.Tensor, window_mask: torch.Tensor, target: float) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Baselines: the early-fusion LSTM of the Seq2Seq (MCTN) paper and a unimodal head."""
+"""Baselines: Seq2Seq2Sentiment's word-level LSTM on [w; a; v], an unaligned early-fusion LSTM and a unimodal head."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import torch
 from torch import nn
 
 from models.base import ModelOutput, ModelSpec, SentimentModel
+from models.nn.layers import RunningStandardizer
 from models.nn.masking import masked_max, masked_mean
-from models.nn.modalities import available_modalities, modality_inputs
+from models.nn.modalities import aligned_input, available_modalities, modality_inputs
+from models.nn.translation import SentimentRNN
 from pipeline.config import ConfigBase, ConfigError
 from pipeline.modalities import MODALITIES
 
@@ -69,7 +71,8 @@ class UnimodalHead(SentimentModel):
 
 @dataclass
 class EarlyFusionLSTMConfig(ConfigBase):
-    """EF-LSTM: modalities resampled to a common length, concatenated per step, one LSTM (MCTN baseline)."""
+    """EF-LSTM: modalities resampled to a common length, concatenated per step, one LSTM (SentiFlow's unaligned
+    early fusion; the Seq2Seq paper's own baseline reads word-aligned features: `word_lstm`)."""
 
     steps: int = 50          # common sequence length after resampling each modality
     hidden: int = 64
@@ -79,7 +82,7 @@ class EarlyFusionLSTMConfig(ConfigBase):
 
 
 class EarlyFusionLSTM(SentimentModel):
-    """Early fusion: per-step concatenation of time-resampled modalities into a single LSTM."""
+    """Early fusion: per-step concatenation of time-resampled modalities into a single LSTM (unaligned input)."""
 
     name = "ef_lstm"
     Config = EarlyFusionLSTMConfig
@@ -122,4 +125,51 @@ class EarlyFusionLSTM(SentimentModel):
         return ModelOutput(self.head(h), {"fused": h})
 
     def loss_terms(self, batch: dict[str, torch.Tensor], output: ModelOutput) -> dict[str, torch.Tensor]:
+        return {"task": self.task_loss(output.prediction, batch["label"])}
+
+
+@dataclass
+class WordLSTMConfig(ConfigBase):
+    """Seq2Seq2Sentiment's baseline: the word-aligned modalities concatenated per word, x_t = [w_t; a_t; v_t]
+    (Sec. 3), into the K-layer LSTM regressor of Eqs. 1-5. The sizes are Seq2Seq2Sentiment's regressor's
+    (`regressor_hidden`, `regressor_layers`, `dropout`, `attention_pooling`, and its `standardize` input
+    adapter), since Sec. 5.2 keeps the model the same so that only the learned representation differs; the paper
+    states none of them."""
+
+    modalities: list[str] = field(default_factory=lambda: list(MODALITIES))   # those the data has are used
+    hidden: int = 64
+    layers: int = 1
+    dropout: float = 0.2
+    attention_pooling: bool = False
+    standardize: bool = True        # adapter, as Seq2Seq2Sentiment's: the features standardised per feature
+
+
+class WordLSTM(SentimentModel):
+    """LSTM on the word-level concatenation [w; a; v] (Seq2Seq2Sentiment Sec. 5.2, after Chen et al. 2017): the
+    unimodal, bimodal and trimodal baseline rows of Tables 1-3 are its modality subsets (`sentiflow ablate`)."""
+
+    name = "word_lstm"
+    Config = WordLSTMConfig
+    aligned = True
+    ablations = {"attention pooling": {"attention_pooling": True}}
+
+    def __init__(self, config: WordLSTMConfig, spec: ModelSpec) -> None:
+        super().__init__(config, spec)
+        self.used = available_modalities(spec, config.modalities, self.name)
+        width = sum(spec.dims[m] for m in self.used)
+        self.input_norm = RunningStandardizer(width) if config.standardize else None
+        self.regressor = SentimentRNN(width, config.hidden, spec.n_outputs, config.dropout, config.layers,
+                                      config.attention_pooling)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
+        """Regress from the concatenated word-level features."""
+        x = aligned_input(batch, self.used, self.name)
+        mask = batch["aligned_mask"].float()
+        if self.input_norm is not None:
+            x = self.input_norm(x, mask)
+        prediction, summary, alpha = self.regressor(x, mask)
+        return ModelOutput(prediction, {"fused": summary}, {} if alpha is None else {"attention": alpha})
+
+    def loss_terms(self, batch: dict[str, torch.Tensor], output: ModelOutput) -> dict[str, torch.Tensor]:
+        """The task loss (MAE, Eq. 6, with the paper's recipe)."""
         return {"task": self.task_loss(output.prediction, batch["label"])}

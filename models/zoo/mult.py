@@ -56,7 +56,11 @@ class MulT(SentimentModel):
     masks) and the summary is the last *valid* step. Missing modalities: a modality absent for a sample
     (`present[:, i] == 0`) has its inputs zeroed and, where it is the source, its keys are still attended
     uniformly over zeros (not NaN); it can also be left out entirely by the spec, leaving crossmodal pairs among
-    the remaining modalities (at least two are required: MulT has no unimodal path).
+    the remaining modalities.
+
+    A single modality (the multilingual paper's text-only row, Table 1 "MuT T"): the papers do not say how MulT runs
+    on one; here the lone target's crossmodal transformer takes the target itself as its source (CM_{L->L}: the
+    same blocks, self-attention), then the memory transformer and head as usual - MulT's structure with one stream.
     """
 
     name = "mult"
@@ -68,11 +72,9 @@ class MulT(SentimentModel):
     def __init__(self, config: MulTConfig, spec: ModelSpec) -> None:
         super().__init__(config, spec)
         self.used = tuple(m for m in MODALITIES if spec.dims.get(m))
-        if len(self.used) < 2:
-            raise ConfigError(
-                f"mult needs at least two of text/audio/visual in the data spec (crossmodal attention); "
-                f"spec.dims has {sorted(spec.dims)}"
-            )
+        if not self.used:
+            raise ConfigError(f"mult needs at least one of text/audio/visual in the data spec; spec.dims has "
+                              f"{sorted(spec.dims)}")
         targets = tuple(m for m in self.used if getattr(config, f"use_{m}_target"))
         if not targets:
             raise ConfigError("mult: every target branch is switched off (model.mult.use_*_target)")
@@ -89,14 +91,13 @@ class MulT(SentimentModel):
         })
         self.cross = nn.ModuleDict()
         for tgt in targets:
-            for src in self.used:
-                if src != tgt:
-                    self.cross[f"{tgt}_from_{src}"] = CrossmodalTransformer(
-                        d, config.heads, config.layers, attn_dropout=config.attn_dropout[tgt],
-                        relu_dropout=config.relu_dropout, res_dropout=config.res_dropout,
-                        embed_dropout=config.embed_dropout, causal=config.causal_mask,
-                    )
-        mem_dim = d * (len(self.used) - 1)
+            for src in self.sources(tgt):
+                self.cross[f"{tgt}_from_{src}"] = CrossmodalTransformer(
+                    d, config.heads, config.layers, attn_dropout=config.attn_dropout[tgt],
+                    relu_dropout=config.relu_dropout, res_dropout=config.res_dropout,
+                    embed_dropout=config.embed_dropout, causal=config.causal_mask,
+                )
+        mem_dim = d * len(self.sources(targets[0]))
         self.memory = nn.ModuleDict({
             tgt: CrossmodalTransformer(
                 mem_dim, config.heads, config.memory_layers, attn_dropout=config.attn_dropout[tgt],
@@ -109,6 +110,11 @@ class MulT(SentimentModel):
         self.proj1 = nn.Linear(combined, combined)
         self.proj2 = nn.Linear(combined, combined)
         self.out = nn.Linear(combined, spec.n_outputs)
+
+    def sources(self, target: str) -> tuple[str, ...]:
+        """The modalities `target` attends to: every other one; with a single modality, itself (L -> L)."""
+        others = tuple(m for m in self.used if m != target)
+        return others or (target,)
 
     def _inputs(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         seqs: dict[str, torch.Tensor] = {}
@@ -139,8 +145,7 @@ class MulT(SentimentModel):
         summaries = []
         reps: dict[str, torch.Tensor] = {}
         for tgt in self.targets:
-            crossed = [self.cross[f"{tgt}_from_{src}"](seqs[tgt], seqs[src], masks[src])
-                       for src in self.used if src != tgt]
+            crossed = [self.cross[f"{tgt}_from_{src}"](seqs[tgt], seqs[src], masks[src]) for src in self.sources(tgt)]
             h = self.memory[tgt](torch.cat(crossed, dim=-1), None, masks[tgt])
             summary = last_valid(h, masks[tgt])
             reps[tgt] = summary
@@ -152,5 +157,5 @@ class MulT(SentimentModel):
         return ModelOutput(prediction=self.out(h), representations=reps)
 
     def loss_terms(self, batch: dict[str, torch.Tensor], output: ModelOutput) -> dict[str, torch.Tensor]:
-        """MulT is trained on the task loss alone (L1 for regression)."""
+        """MulT is trained on the task loss alone (`task.loss`; the multilingual paper's recipe: MAE)."""
         return {"task": self.task_loss(output.prediction, batch["label"])}

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.labels import MODES, LabelError, LabelRow, LabelTable
+from pipeline.labels import MODES, LabelError, LabelRow, LabelTable, row_extras
 
 REGRESSION, BINARY = "regression", "binary"
 EMOTION_COLUMNS = ("happy", "sad", "anger", "surprise", "disgust", "fear")   # MOSEI/MOSEAS emotion intensities 0..3
@@ -29,10 +29,10 @@ class Dataset:
     problems: list[str] = field(default_factory=list)
 
     def extras(self) -> dict[str, dict[str, Any]]:
-        """Side inputs for extraction by media path: each labelled row's transcript."""
+        """Side inputs for extraction by media path: each labelled row's transcript (and translation)."""
         if self.table is None:
             return {}
-        return {r.path: {"transcript": r.text} for r in self.table if r.path and r.text}
+        return {r.path: row_extras(r) for r in self.table if r.path and row_extras(r)}
 
     def summary(self) -> dict[str, Any]:
         """Counts per split and of missing media, for logs and artifacts."""

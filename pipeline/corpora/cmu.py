@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import csv
-import math
+import io
 import os
 from pathlib import Path
 
 from pipeline.corpora.base import REGRESSION, Dataset, DatasetError, finish, read_text, require_dir
 from pipeline.corpora.folds import assign_folds, load_folds, standard_folds
-from pipeline.labels import LabelRow, find_media, read_labels
+from pipeline.labels import LabelError, LabelRow, find_media, label_value, read_labels
 from pipeline.transcripts import TranscriptError, parse_cmu_transcript
 
 # Where the CMU raw releases keep segmented clips and transcripts (MOSI: Video/Segmented, MOSEI: .../Combined).
@@ -44,19 +44,17 @@ def read_cmu_transcripts(folder: Path) -> dict[str, str]:
 def read_opinion_labels(path: Path) -> list[tuple[str, str, float]]:
     """(video id, segment, label) from a CMU `OpinionLevelSentiment.csv` (no header: start,end,video,segment,label)."""
     out: list[tuple[str, str, float]] = []
-    for n, rec in enumerate(csv.reader(read_text(path).splitlines()), start=1):
+    for n, rec in enumerate(csv.reader(io.StringIO(read_text(path), newline="")), start=1):
         if not rec or not "".join(rec).strip():
             continue
         if len(rec) < 5:
             raise DatasetError(f"{path}:{n}: expected 5 columns start,end,video_id,segment,label; got {len(rec)}")
         try:
-            value = float(rec[4])
-        except ValueError:
-            if n == 1:
+            value = label_value(rec[4], f"{path}:{n}")
+        except LabelError as exc:
+            if n == 1 and "is not a number" in str(exc):
                 continue   # a header line
-            raise DatasetError(f"{path}:{n}: label {rec[4]!r} is not a number") from None
-        if math.isnan(value):
-            raise DatasetError(f"{path}:{n}: label is NaN")
+            raise DatasetError(str(exc)) from None
         out.append((rec[2].strip(), rec[3].strip(), value))
     if not out:
         raise DatasetError(f"{path}: holds no label rows")

@@ -1,11 +1,12 @@
-"""Train/valid/test folds: folds files (JSON or the CMU-MultimodalSDK's `*_std_folds.py`) and the SDK's standard
-folds of MOSI and MOSEI, shipped in `folds/`."""
+"""Train/valid/test folds: folds files (JSON or the CMU-MultimodalSDK's `*_std_folds.py`), the SDK's standard
+folds of MOSI and MOSEI, shipped in `folds/`, and seeded splits of whole videos by shares (`video_folds`)."""
 
 from __future__ import annotations
 
 import ast
 import json
 import os
+import random
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +82,25 @@ def assign_folds(rows: list[LabelRow], folds: dict[str, str], folds_source: str)
                            "(parameter `folds`) listing them under train/valid/test")
     for r in rows:
         r.mode = folds[r.video_id]
+
+
+def video_folds(rows: list[LabelRow], shares: tuple[float, float, float], seed: int) -> dict[str, str]:
+    """Video id -> train/valid/test by shares of the segments: videos in a seeded order fill the splits in turn
+    until each holds its share (every split gets at least one video when there are three or more)."""
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r.video_id] = counts.get(r.video_id, 0) + 1
+    videos = sorted(counts)
+    random.Random(seed).shuffle(videos)
+    total = sum(counts.values())
+    bounds = (shares[0] * total, (shares[0] + shares[1]) * total)
+    out: dict[str, str] = {}
+    seen = 0
+    for vid in videos:
+        out[vid] = "train" if seen < bounds[0] else "valid" if seen < bounds[1] else "test"
+        seen += counts[vid]
+    if len(videos) >= 3:
+        for vid, split in ((videos[-1], "test"), (videos[-2], "valid")):
+            if split not in out.values():
+                out[vid] = split
+    return out

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import os
 from pathlib import Path
 
 from pipeline.corpora.base import BINARY, Dataset, DatasetError, finish, read_text, require_dir
 from pipeline.corpora.cmu import first_dir
 from pipeline.corpora.folds import FOLD_ALIASES, assign_folds, load_folds
+from pipeline.files import csv_records
 from pipeline.labels import KNOWN_COLUMNS, LabelRow, extra_targets, find_media
 
 URFUNNY_VIDEO_DIRS = ("urfunny2_videos", "videos", "Raw")
@@ -26,15 +26,15 @@ def load_urfunny(root: str | os.PathLike, folds: str | os.PathLike | None = None
     video_dir = first_dir(root, URFUNNY_VIDEO_DIRS)
     if video_dir is None:
         raise DatasetError(f"UR-FUNNY: no video folder; expected {root / URFUNNY_VIDEO_DIRS[0]}/<id>.mp4")
-    reader = csv.DictReader(read_text(csv_path).splitlines())
-    cols = set(reader.fieldnames or [])
+    header, records = csv_records(read_text(csv_path), str(csv_path), DatasetError)
+    cols = set(header)
     if not {"id", "label"} <= cols:
         raise DatasetError(f"{csv_path}: expected columns id,label[,text][,mode]; found "
                            f"{', '.join(sorted(cols)) or 'none'}")
     rows: list[LabelRow] = []
     expected: dict[str, Path] = {}
-    extra_cols = [c for c in (reader.fieldnames or []) if c and c not in KNOWN_COLUMNS]
-    for n, rec in enumerate(reader, start=2):
+    extra_cols = [c for c in header if c and c not in KNOWN_COLUMNS]
+    for n, rec in records:
         rid = (rec["id"] or "").strip()
         raw = (rec["label"] or "").strip()
         if raw not in ("0", "1", "0.0", "1.0"):
@@ -55,4 +55,4 @@ def load_urfunny(root: str | os.PathLike, folds: str | os.PathLike | None = None
             raise DatasetError(f"UR-FUNNY: {csv_path} has no mode column and the folds file {folds_path} is "
                                'missing (expected JSON {"train": [ids], "dev": [ids], "test": [ids]})')
         assign_folds(rows, load_folds(folds_path), str(folds_path))
-    return finish("urfunny", root, BINARY, rows, str(csv_path), expected, list(reader.fieldnames or []))
+    return finish("urfunny", root, BINARY, rows, str(csv_path), expected, list(header))

@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 from extractors.config import ExtractionConfig, SentiFlowConfig
 from extractors.runner import ExtractionRunner
 from pipeline.cache import FeatureCache
@@ -45,3 +47,61 @@ def test_memory_guard_stops_the_child(tmp_path: Path) -> None:
     item = summary.items[0]
     assert item.status == "failed"
     assert "exceeded the memory limit" in item.reason and "extraction.max_memory_gib" in item.reason
+
+
+ORPHAN_PARENT = r'''
+import sys
+from extractors.config import SentiFlowConfig
+from extractors.runner import ExtractionRunner
+from pipeline.cache import FeatureCache
+
+config = SentiFlowConfig.from_dict({"extraction": {"extractors": ["logmel", "acoustic", "tonal"], "batch_size": 8}})
+ExtractionRunner(config, FeatureCache(sys.argv[1])).run(sys.argv[2:], progress=False)
+'''
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(c) for c in text.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_worker_stops_when_its_parent_is_killed(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.helpers.paths import ROOT
+
+    if not Path("/proc/self/task").is_dir():
+        pytest.skip("needs Linux /proc")
+    clips = [str(make_clip(tmp_path / f"c{i}.mp4", seconds=4.0, tone_hz=150.0 + 30 * i)) for i in range(8)]
+    cache = tmp_path / "cache"
+    parent = subprocess.Popen([sys.executable, "-c", ORPHAN_PARENT, str(cache), *clips], cwd=ROOT,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not any((cache / "objects").rglob("meta.json")):
+        time.sleep(0.1)                                 # the worker is computing the batch
+    children = _children(parent.pid)
+    assert children, "the extraction worker did not start"
+    parent.send_signal(signal.SIGKILL)                  # the parent only: its worker becomes an orphan
+    parent.wait()
+    gone = time.monotonic() + 10
+    while time.monotonic() < gone and any(_alive(c) for c in children):
+        time.sleep(0.1)
+    assert not any(_alive(c) for c in children), "the orphaned worker went on computing its batch"
+    done = len(list((cache / "objects").rglob("meta.json")))
+    assert done < 24                                    # 8 clips x 3 extractors: the batch was not finished
+    report = FeatureCache(cache).verify()               # what it committed before stopping is sound
+    assert report.corrupt == [] and report.ok == done

@@ -118,3 +118,78 @@ def test_read_only_cache_dir_is_reported(bad_batch: Path, tmp_path: Path) -> Non
                           env={**os.environ, "HOME": str(tmp_path)})
     assert proc.returncode == 2, proc.stderr
     assert "is not writable" in proc.stderr and str(cache_dir) in proc.stderr
+
+
+# ---- issue 19: names that are not UTF-8, budgets from content, folders that cannot be read (items 2, 3, 4, 11)
+def _cli(args: list[str], tmp_path: Path, user: bool = False) -> subprocess.CompletedProcess:
+    """`sentiflow ...` in a child process with a strict UTF-8 stdout, as a terminal user (unprivileged with
+    `user` when the tests run as root, since root ignores permission bits)."""
+    cmd = [sys.executable, "-m", "flows.cli", *args]
+    if user and os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("needs setpriv to drop root privileges")
+        for parent in [tmp_path, *tmp_path.parents]:
+            if parent != Path("/"):
+                os.chmod(parent, os.stat(parent).st_mode | 0o005)
+        cmd = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(tmp_path), "LC_ALL": "C.UTF-8",
+           "PYTHONIOENCODING": "utf-8:strict"}
+    return subprocess.run(cmd, capture_output=True, cwd=ROOT, env=env)
+
+
+def test_a_name_that_is_not_utf8_does_not_stop_the_batch(bad_batch: Path, tmp_path: Path) -> None:
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    bad = os.fsdecode(b"b_bad\xff\xfe.mp4")
+    for name in ("a_first.mp4", bad, "c_after.mp4"):
+        shutil.copyfile(bad_batch / "good.mp4", videos / name)
+    shutil.copyfile(bad_batch / "empty.mp4", videos / os.fsdecode(b"d_empty\xff.mp4"))
+    summary, cache = tmp_path / "s.json", tmp_path / "c"
+    proc = _cli(["extract", str(videos), "--cache", str(cache), "--only", "logmel", "--no-progress",
+                 "--device", "cpu", "--summary-json", str(summary)], tmp_path)
+    out = proc.stdout.decode("utf-8")                  # strict: the output itself is valid UTF-8
+    assert proc.returncode == 0, proc.stderr.decode("utf-8", "replace")
+    assert "b_bad\\xff\\xfe.mp4" in out and "d_empty\\xff.mp4" in out and "1 done, 2 cached, 1 failed of 4" in out
+    items = {Path(i["path"]).name: i for i in json.loads(summary.read_text(encoding="utf-8"))["items"]}
+    assert items[bad]["status"] == "cached" and items["c_after.mp4"]["status"] == "cached"   # same bytes as a_first
+    failures = FeatureCache(cache).failures()
+    assert [Path(f["path"]).name for f in failures] == [os.fsdecode(b"d_empty\xff.mp4")]
+    listing = _cli(["cache", "ls", str(cache), "--failures"], tmp_path)
+    assert listing.returncode == 0 and "d_empty\\xff.mp4: " in listing.stdout.decode("utf-8")
+
+
+def test_time_budget_follows_what_the_file_holds_not_its_header(tmp_path: Path) -> None:
+    from tests.helpers.bad_corpus import late_start, three_hour_gap
+
+    runner = ExtractionRunner(AUDIO_ONLY, FeatureCache(tmp_path / "c"))
+    ex = AUDIO_ONLY.extraction
+    for clip in (late_start(tmp_path / "late.mkv"), three_hour_gap(tmp_path / "gap.mp4")):
+        # the header claims 10 h / 3 h: the budget allows for the ~2 s of media the packets hold
+        assert runner._budget([clip]) < ex.timeout_seconds + ex.timeout_per_media_second * 3
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="needs Linux permissions")
+def test_unreadable_folders_and_paths_are_reported_not_skipped(bad_batch: Path, tmp_path: Path) -> None:
+    videos = tmp_path / "videos"
+    (videos / "locked").mkdir(parents=True)
+    shutil.copyfile(bad_batch / "good.mp4", videos / "ok.mp4")
+    shutil.copyfile(bad_batch / "good.mp4", videos / "locked" / "hidden.mp4")
+    os.chmod(videos, 0o755)
+    os.chmod(videos / "locked", 0o000)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir(mode=0o777)
+    os.chmod(out_dir, 0o777)
+    cfg = out_dir / "cfg.yaml"         # in process: a dropped-privilege child may not exec the interpreter here
+    cfg.write_text("extraction:\n  extractors: [logmel]\n  isolate: false\n", encoding="utf-8")
+    try:
+        proc = _cli(["extract", str(videos), str(videos / "locked" / "hidden.mp4"), "--cache",
+                     str(out_dir / "c"), "--config", str(cfg), "--no-progress", "--device", "cpu",
+                     "--summary-json", str(out_dir / "s.json")], tmp_path, user=True)
+    finally:
+        os.chmod(videos / "locked", 0o755)
+    assert proc.returncode == 0, proc.stderr.decode("utf-8", "replace")
+    items = {i["path"]: i for i in json.loads((out_dir / "s.json").read_text(encoding="utf-8"))["items"]}
+    assert items[str(videos / "ok.mp4")]["status"] == "done"
+    assert items[str(videos / "locked")]["reason"] == "cannot list this folder (permission denied)"
+    assert items[str(videos / "locked" / "hidden.mp4")]["reason"] == "permission denied"

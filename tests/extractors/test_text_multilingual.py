@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from extractors.base import MediaItem
+from extractors.base import FeatureUnavailable, MediaItem
 from extractors.registry import build_extractor
 from extractors.text.speech_recognition import SpeechRecognizer
 from pipeline.cache import hash_file
@@ -59,3 +59,46 @@ def test_english_only_model_is_refused_for_spanish():
     rec = SpeechRecognizer("tiny.en")
     with pytest.raises(RuntimeError, match="English-only.*extraction.options.transcript.asr_model.*'base'"):
         rec.check_language("es")
+
+
+# ---- issue 19, item 9: the English-only default never turns other languages into English nonsense
+def test_default_english_model_hands_other_languages_to_the_multilingual_one(spanish_wav: Path):
+    ex = build_extractor("transcript", {}, MediaConfig(), "cpu")          # asr_model: tiny.en (English only)
+    (f,) = ex.extract([_item(spanish_wav)])
+    assert f.meta["language"] == "es" and f.meta["language_probability"] > 0.5
+    assert f.meta["language_from"] == "detected (base)" and f.meta["asr_model"] == "base"
+    assert {"gusta", "mucho", "actores"} <= {w.lower().strip(".,") for w in f.meta["words"]}
+    # without a model that covers Spanish: missing, with the reason and the setting to change
+    no_multi = build_extractor("transcript", {"multilingual_asr_model": ""}, MediaConfig(), "cpu")
+    (res,) = no_multi.extract([_item(spanish_wav)])
+    assert isinstance(res, FeatureUnavailable)
+    assert "speech is 'es' (probability" in str(res) and "extraction.options.transcript.multilingual_asr_model" in str(res)
+
+
+def test_recognised_text_is_checked_for_loops_and_low_confidence():
+    from extractors.text.transcript import asr_flags, compression_ratio
+
+    loop = "I'm not gonna be wrong, " * 20                        # what tiny.en made of Mandarin film dialogue
+    assert compression_ratio(loop) > 2.4 and compression_ratio("I really liked the film, it was great.") < 2.4
+    segs = [{"start": 0.0, "end": 8.0, "text": loop, "compression_ratio": compression_ratio(loop),
+             "avg_logprob": -0.2, "no_speech_prob": 0.01}]
+    assert asr_flags(segs)[0].startswith("repetition loop: compression ratio")
+    same = [{"start": float(i), "end": i + 1.0, "text": "thank you", "compression_ratio": 1.0, "avg_logprob": -0.3,
+             "no_speech_prob": 0.1} for i in range(4)]
+    assert asr_flags(same) == ["repetition loop: 3 of 4 segments repeat an earlier one"]
+    doubtful = [{"start": 0.0, "end": 2.0, "text": "uh", "compression_ratio": 1.0, "avg_logprob": -1.6,
+                 "no_speech_prob": 0.8}]
+    flags = asr_flags(doubtful)
+    assert flags[0] == "low confidence: average log-probability -1.60 < -1.0" and flags[1].startswith("probably not")
+    good = [{"start": 0.0, "end": 3.0, "text": "I liked it", "compression_ratio": 1.1, "avg_logprob": -0.25,
+             "no_speech_prob": 0.02}]
+    assert asr_flags(good) == []
+
+
+def test_whisper_alignment_refuses_more_tokens_than_its_window(spanish_wav: Path):
+    from pipeline.media import read_audio
+
+    rec = SpeechRecognizer("base")
+    audio = read_audio(spanish_wav, 16000)
+    with pytest.raises(ValueError, match=r"Whisper tokens \(2000 words\), more than the \d+ Whisper can align"):
+        rec.align(audio, ["palabra"] * 2000, "es")

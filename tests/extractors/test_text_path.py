@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from extractors.base import MediaItem
+from extractors.base import FeatureUnavailable, MediaItem
 from extractors.config import SentiFlowConfig
 from extractors.registry import build_extractor
 from extractors.runner import ExtractionRunner
@@ -150,13 +150,16 @@ def test_long_transcript_is_truncated_with_a_flag():
 
 def test_non_english_needs_a_multilingual_model_named_in_the_message():
     clip, _ = _sample_clip()
-    ex = build_extractor("transcript", {}, MediaConfig(), "cpu")
+    # without a multilingual model the English-only default cannot align Spanish, and says which setting to change
+    ex = build_extractor("transcript", {"multilingual_asr_model": ""}, MediaConfig(), "cpu")
     (f,) = ex.extract([_item(clip, transcript="me gusta mucho esta película", language="es")])
     assert f.meta["language"] == "es" and f.meta["alignment"].startswith("failed:")
-    assert "extraction.options.transcript.asr_model" in f.meta["alignment"]
-    asr_only = build_extractor("transcript", {"language": "fr", "sources": ["asr"]}, MediaConfig(), "cpu")
+    assert "extraction.options.transcript.multilingual_asr_model" in f.meta["alignment"]
+    asr_only = build_extractor("transcript", {"language": "fr", "sources": ["asr"], "multilingual_asr_model": ""},
+                               MediaConfig(), "cpu")
     (res,) = asr_only.extract([_item(clip)])
-    assert isinstance(res, ConfigError) and "English-only" in str(res)
+    assert isinstance(res, FeatureUnavailable) and "English-only" in str(res)
+    assert "extraction.options.transcript.multilingual_asr_model" in str(res)
 
 
 def test_bad_config_values():

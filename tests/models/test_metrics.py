@@ -43,6 +43,27 @@ def test_acc2_non0_drops_zero_labels_and_uses_strict_positive():
     assert m["f1_non0"] == pytest.approx(0.6)
 
 
+def test_binary_precision_recall_f1_are_support_weighted():
+    # non0 split: truth T T T F, prediction T T T T. Class T (support 3): p 3/4, r 1, f1 6/7; class F: all 0
+    m = regression_metrics([1.0, 2.0, 0.5, 0.2, -1.0], [2.0, 1.0, 3.0, -1.0, 0.0])
+    assert m["n_non0"] == 4
+    assert m["precision_non0"] == pytest.approx(3 / 4 * 3 / 4)
+    assert m["recall_non0"] == pytest.approx(3 / 4) == m["acc2_non0"]     # weighted recall is accuracy
+    assert m["f1_non0"] == pytest.approx(3 / 4 * 6 / 7)
+    # has0 split: truth T T T F T (0 is non-negative), prediction T T T T F.
+    # T (support 4): tp 3, p 3/4, r 3/4; F (support 1): tp 0 -> 0
+    assert m["precision_has0"] == pytest.approx(4 / 5 * 3 / 4)
+    assert m["recall_has0"] == pytest.approx(3 / 5) == m["acc2_has0"]
+
+
+def test_seven_class_precision_recall_f1_of_a_constant_predictor():
+    m = regression_metrics([1.2] * 5, [1.0, 0.8, -2.0, 0.0, 3.4])
+    # classes: truth 1 1 -2 0 3, prediction 1 everywhere: class 1 (support 2/5) p 2/5, r 1, f1 4/7; others 0
+    assert m["precision7"] == pytest.approx(2 / 5 * 2 / 5)
+    assert m["recall7"] == pytest.approx(2 / 5) == m["acc7"]
+    assert m["f1_7"] == pytest.approx(2 / 5 * 4 / 7)
+
+
 def test_acc7_clips_to_the_label_range():
     m = regression_metrics([5.0, -4.2], [3.0, -3.0])
     assert m["acc7"] == 1.0

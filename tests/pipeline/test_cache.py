@@ -110,3 +110,51 @@ def test_claim_is_refused_for_a_committed_entry(tmp_path: Path) -> None:
     cache.release(key)
     assert not cache.claim(key)                # committed meanwhile: nothing left to compute
     assert not any((cache.root / "claims").iterdir())
+
+
+# ---- verify on read, metadata consistency, names that are not UTF-8 (issue 19, items 2, 6, 7)
+def test_a_corrupt_tensor_is_never_served(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path / "c")
+    key = feature_key("m", "logmel", "1", {})
+    entry = cache.put(key, {"x": torch.arange(1000, dtype=torch.float32)}, {"extractor": "logmel"})
+    f = entry.path / "tensors.safetensors"
+    data = bytearray(f.read_bytes())
+    data[-100:-92] = b"\xff" * 8                   # NaN bytes in the data: the header still parses
+    f.write_bytes(bytes(data))
+    with pytest.raises(CacheError, match="corrupt: tensors file checksum differs"):
+        cache.get(key).load()                      # checked on first use in this process, without `verify`
+    f.write_bytes(bytes(data[:-4]))
+    with pytest.raises(CacheError, match="bytes, metadata says"):
+        cache.get(key).load()                      # the size is checked on every read
+    cache.remove(key)
+    assert cache.get(key) is None and list((tmp_path / "c" / "tmp").iterdir()) == []
+
+
+def test_forged_metadata_fails_verify(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path / "c")
+    ok = cache.put("a" * 40, {"x": torch.zeros(3)}, {"extractor": "logmel"})
+    meta = json.loads((ok.path / "meta.json").read_text())
+    meta["status"] = "missing"                     # forged: claims the source lacks the modality
+    (ok.path / "meta.json").write_text(json.dumps(meta))
+    legacy = cache.put("b" * 40, {"x": torch.zeros(3)}, {"extractor": "logmel"})
+    meta = json.loads((legacy.path / "meta.json").read_text())
+    meta.pop("meta_sha256")                        # an entry written before the checksum, then forged
+    meta["status"] = "missing"
+    (legacy.path / "meta.json").write_text(json.dumps(meta))
+    problems = dict(cache.verify().corrupt)
+    assert "metadata checksum differs" in problems["a" * 40]
+    assert "says the modality is missing, but the entry has tensors" in problems["b" * 40]
+    with pytest.raises(CacheError, match="corrupt"):
+        cache.get("a" * 40).load()
+
+
+def test_paths_that_are_not_utf8_are_stored_and_read_back(tmp_path: Path) -> None:
+    import os
+
+    name = os.fsdecode(b"/videos/bad\xff\xfe.mp4")
+    cache = FeatureCache(tmp_path / "c")
+    cache.log_failure({"path": name, "reason": "x"})
+    cache.put_media_record("h", {"sources": [name]})
+    entry = cache.put("c" * 40, {"x": torch.zeros(1)}, {"source": name})
+    assert cache.failures()[0]["path"] == name and cache.media_record("h")["sources"] == [name]
+    assert cache.get("c" * 40).meta["source"] == name and entry.problem(full_hash=True) is None

@@ -138,6 +138,49 @@ def test_moseas_per_language(tmp_path):
         load_moseas(tmp_path, "it")
 
 
+def _moseas_fr(root: Path, videos: int = 20, segments: int = 5) -> list[float]:
+    """A MOSEAS-layout French folder: `videos` videos of `segments` clips, labels cycling through neutral and not
+    (the clip of video 3, segment 2 lacks its media file); returns the labels in file order."""
+    labels = [-2.0, -0.5, 0.0, 0.4, 0.6, 1.5, -0.51, 0.5, 3.0]
+    lines, values = ["video_id,clip_id,text,label,mode"], []
+    for v in range(videos):
+        for c in range(segments):
+            y = labels[(v * segments + c) % len(labels)]
+            values.append(y)
+            lines.append(f"vid{v:02d},{c},phrase {v} {c},{y},train")
+            if (v, c) != (3, 2):
+                _touch_media(root / "fr" / "Raw" / f"vid{v:02d}" / f"{c}.mp4")
+    (root / "fr" / "label.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return values
+
+
+def test_moseas_as_the_multilingual_paper_uses_it(tmp_path):
+    labels = _moseas_fr(tmp_path)
+    plain = load_moseas(tmp_path, "fr")
+    assert len(plain.table) == 100 and {r.mode for r in plain.table} == {"train"}       # the file's own modes
+    paper = load_moseas(tmp_path, "fr", split="paper")
+    by_split = {m: [r for r in paper.table if r.mode == m] for m in ("train", "valid", "test")}
+    assert [len(v) for v in by_split.values()] == [80, 10, 10]                            # 80/10/10 of the segments
+    videos = {m: {r.video_id for r in rows} for m, rows in by_split.items()}
+    assert not (videos["train"] & videos["valid"]) and not (videos["train"] & videos["test"]) \
+        and not (videos["valid"] & videos["test"])                                          # whole videos
+    again = load_moseas(tmp_path, "fr", split="paper")
+    assert [r.mode for r in again.table] == [r.mode for r in paper.table]                  # seeded
+    other = load_moseas(tmp_path, "fr", split="paper", split_seed=1)
+    assert [r.mode for r in other.table] != [r.mode for r in paper.table]
+    kept = load_moseas(tmp_path, "fr", split="paper", drop_neutral=True)
+    assert [r.label for r in kept.table] == [y for y in labels if abs(y) > 0.5]            # [-0.5, 0.5] removed
+    assert sorted({r.label for r in kept.table}) == [-2.0, -0.51, 0.6, 1.5, 3.0]
+    modes = {r.id: r.mode for r in paper.table}
+    assert all(r.mode == modes[r.id] for r in kept.table)                                  # the same splits
+    assert len(kept.media) == sum(1 for r in kept.table if r.path)
+    assert all(p.split(":")[0] in {r.id for r in kept.table} for p in kept.problems)
+    via_table = load_dataset("moseas", tmp_path, language="fr", split="paper", drop_neutral=True)
+    assert [r.id for r in via_table.table] == [r.id for r in kept.table]
+    with pytest.raises(DatasetError, match="split must be 'file'.*or 'paper'"):
+        load_moseas(tmp_path, "fr", split="random")
+
+
 def test_urfunny_binary_labels_and_folds(tmp_path):
     for i in ("10", "11", "12"):
         _touch_media(tmp_path / "urfunny2_videos" / f"{i}.mp4")

@@ -103,3 +103,50 @@ def test_rotation_metadata_is_honoured_like_ffmpeg_autorotate(tmp_path: Path) ->
     assert frames.shape[1:3] == (96, 64)
     ref = np.fromfile(reference, dtype=np.uint8).reshape(96, 64, 3)
     assert np.abs(frames[0].astype(int) - ref.astype(int)).mean() < 1.0
+
+
+# ---- timestamps, truncation and special files (issue 19, items 3, 7, 11)
+def test_a_late_start_and_a_3h_jump_never_repeat_frames(tmp_path: Path) -> None:
+    from tests.helpers.bad_corpus import late_start, three_hour_gap
+
+    late = late_start(tmp_path / "late.mkv")
+    info = probe(late)
+    assert info.duration > 36000 and info.start_time == pytest.approx(36000, abs=0.1)
+    assert info.content_duration == pytest.approx(2.0, abs=0.2) and info.budget_seconds < 3
+    times = np.concatenate([t for _, t in iter_frames(late, fps=8.0)])
+    assert len(times) == 16 and times[0] == 0.0 and times[-1] < 2.0     # on the stream's own clock
+    gap = three_hour_gap(tmp_path / "gap.mp4")
+    info = probe(gap)
+    assert info.duration > 10800 and info.content_duration == pytest.approx(2.0, abs=0.2) and not info.truncated
+    times = np.concatenate([t for _, t in iter_frames(gap, fps=8.0)])
+    assert len(times) <= 17                                            # was 86,000 repeats of one frame
+    assert times[7] < 1.0 and times[-1] >= 10800 and np.all(np.diff(times) > 0)
+
+
+def test_a_cut_file_with_its_index_at_the_front_is_reported_truncated(tmp_path: Path) -> None:
+    from tests.helpers.bad_corpus import truncated_front_index
+
+    cut = truncated_front_index(tmp_path / "cut.mp4", 0.3)
+    info = probe(cut)
+    assert info.duration == pytest.approx(4.0, abs=0.1) and info.truncated
+    assert info.truncation_note.startswith("truncated: media ends at") and "of the 4.0 s" in info.truncation_note
+    whole = probe(make_clip(tmp_path / "whole.mp4", seconds=2.0))
+    assert not whole.truncated and whole.content_duration == pytest.approx(2.0, abs=0.1)
+
+
+def test_special_paths_have_their_own_reasons(tmp_path: Path) -> None:
+    import os
+
+    from pipeline.media import discover_media, path_problem
+
+    os.mkfifo(tmp_path / "pipe.mp4")
+    os.symlink("loop.mp4", tmp_path / "loop.mp4")
+    long_name = tmp_path / ("x" * 300 + ".mp4")
+    assert path_problem(tmp_path / "pipe.mp4") == "is a FIFO (named pipe), not a regular file"   # not "empty"
+    with pytest.raises(MediaError, match="symlink loop"):                                        # not "no such file"
+        probe(tmp_path / "loop.mp4")
+    with pytest.raises(MediaError, match="name too long"):
+        probe(long_name)
+    found, unusable = discover_media([tmp_path, long_name])
+    assert {p.name for p in found} == {"pipe.mp4", "loop.mp4"}
+    assert unusable == [(str(long_name), "name too long")] and unusable[0].reason == "name too long"

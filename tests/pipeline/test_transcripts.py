@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,163 @@ def test_spoken_forms(word: str, spoken: list[str]):
 def test_split_words_drops_bare_punctuation():
     assert split_words("Well -- it's 5 % ... ok!") == ["Well", "it's", "5", "%", "ok!"]
     assert split_words("  \n ") == []
+
+
+# ---- the formats the field uses (issue 19, item 8)
+LRS2 = """Text:  WHEN YOU'RE WORKING WITH
+Conf:  4
+
+WORD START END ASDSCORE
+WHEN 0.10 0.24 4.9
+YOU'RE 0.24 0.41 6.2
+WORKING 0.41 0.80 7.0
+WITH 0.80 0.95 5.5
+"""
+LRS3 = """Text:  SO WE STARTED
+Conf:  3
+
+FRAME 	X 	Y 	W 	H
+000001 	0.395 	0.187 	0.229 	0.324
+000002 	0.396 	0.188 	0.229 	0.324
+
+WORD START END ASDSCORE
+SO 0.05 0.20 3.1
+WE 0.20 0.31 2.9
+STARTED 0.31 0.77 4.4
+"""
+TEXTGRID_LONG = '''File type = "ooTextFile"
+Object class = "TextGrid"
+
+xmin = 0
+xmax = 1.5
+tiers? <exists>
+size = 2
+item []:
+    item [1]:
+        class = "IntervalTier"
+        name = "words"
+        xmin = 0
+        xmax = 1.5
+        intervals: size = 4
+        intervals [1]:
+            xmin = 0
+            xmax = 0.3
+            text = ""
+        intervals [2]:
+            xmin = 0.3
+            xmax = 0.7
+            text = "really"
+        intervals [3]:
+            xmin = 0.7
+            xmax = 1.2
+            text = "good"
+        intervals [4]:
+            xmin = 1.2
+            xmax = 1.5
+            text = ""
+    item [2]:
+        class = "IntervalTier"
+        name = "phones"
+        xmin = 0
+        xmax = 1.5
+        intervals: size = 1
+        intervals [1]:
+            xmin = 0
+            xmax = 1.5
+            text = "R IY1 L IY0"
+'''
+TEXTGRID_SHORT = '''File type = "ooTextFile"
+Object class = "TextGrid"
+
+0
+1.5
+<exists>
+1
+"IntervalTier"
+"words"
+0
+1.5
+2
+0
+0.7
+"really"
+0.7
+1.5
+"good"
+'''
+
+
+def test_lrs2_and_lrs3_sidecars_give_their_text_and_word_timings(tmp_path: Path):
+    (tmp_path / "a.txt").write_text(LRS2, encoding="utf-8")
+    (tmp_path / "b.txt").write_text(LRS3, encoding="utf-8")
+    a = read_transcript_file(tmp_path / "a.txt")
+    assert a.format == "lrs" and a.text == "WHEN YOU'RE WORKING WITH"      # not "Conf: 4 WORD START END ..."
+    assert a.words == [("WHEN", 0.10, 0.24), ("YOU'RE", 0.24, 0.41), ("WORKING", 0.41, 0.80), ("WITH", 0.80, 0.95)]
+    b = read_transcript_file(tmp_path / "b.txt")
+    assert b.text == "SO WE STARTED" and [w for w, _, _ in b.words] == ["SO", "WE", "STARTED"]
+    assert b.words[-1] == ("STARTED", 0.31, 0.77)
+
+
+def test_textgrid_long_and_short_formats_and_whisper_json_words(tmp_path: Path):
+    for name, text in (("long.TextGrid", TEXTGRID_LONG), ("short.TextGrid", TEXTGRID_SHORT)):
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        tr = read_transcript_file(tmp_path / name)
+        assert tr.format == "textgrid" and tr.text == "really good"
+        assert [w for w, _, _ in tr.words] == ["really", "good"] and tr.words[1][1] == 0.7
+    whisper = {"text": " I liked it.", "language": "en", "segments": [
+        {"id": 0, "start": 0.0, "end": 1.2, "text": " I liked it.",
+         "words": [{"word": " I", "start": 0.1, "end": 0.2, "probability": 0.9},
+                   {"word": " liked", "start": 0.2, "end": 0.6, "probability": 0.8},
+                   {"word": " it.", "start": 0.6, "end": 1.0, "probability": 0.95}]}]}
+    (tmp_path / "w.json").write_text(json.dumps(whisper), encoding="utf-8")
+    tr = read_transcript_file(tmp_path / "w.json")
+    assert tr.format == "whisper-json" and tr.words == [("I", 0.1, 0.2), ("liked", 0.2, 0.6), ("it.", 0.6, 1.0)]
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"x")
+    (tmp_path / "clip.TextGrid").write_text(TEXTGRID_SHORT, encoding="utf-8")
+    assert find_transcript(clip).words[0] == ("really", 0.0, 0.7)
+
+
+def test_subtitles_in_a_txt_file_are_read_as_subtitles(tmp_path: Path):
+    (tmp_path / "s.txt").write_text(SRT, encoding="utf-8")
+    tr = read_transcript_file(tmp_path / "s.txt")
+    assert tr.format == "srt" and tr.text == "I really liked it. The ending was great."
+
+
+@pytest.mark.parametrize("content, why", [
+    ("0.10 0.24 4.9\n0.24 0.41 6.2\n" * 40, "only 0 % of its characters are letters"),
+    ("aGVsbG8gd29ybGQgdGhpcyBpcyBiYXNlNjQgZGF0YQ==aGVsbG8gd29ybGQgdGhpcyBpcyBiYXNlNjQ " * 20,
+     "characters long (median)"),
+])
+def test_a_sidecar_that_is_not_a_transcript_is_refused_with_the_reason(tmp_path: Path, content: str, why: str):
+    (tmp_path / "x.txt").write_text(content, encoding="utf-8")
+    with pytest.raises(TranscriptError, match=re.escape(why)):
+        read_transcript_file(tmp_path / "x.txt")
+
+
+def test_size_is_checked_before_reading_and_deep_json_is_refused(tmp_path: Path):
+    sparse = tmp_path / "huge.txt"
+    with open(sparse, "wb") as fh:
+        fh.truncate(1536 * 2**20)                     # 1.5 GB, sparse: reading it whole would take 1.5 GB
+    with pytest.raises(TranscriptError, match=r"1536.0 MiB is too large for a transcript.*max_sidecar_mib"):
+        read_transcript_file(sparse)
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    with pytest.raises(TranscriptError, match="nested too deeply"):
+        read_transcript_file(deep)
+
+
+def test_sidecar_names_too_long_to_exist_are_no_sidecar(tmp_path: Path):
+    clip = tmp_path / ("n" * 251 + ".mp4")              # 255 bytes: adding ".txt" makes a name the OS refuses
+    clip.write_bytes(b"x")
+    assert find_transcript(clip) is None
+
+
+def test_a_labels_csv_with_an_oversized_field_names_its_line(tmp_path: Path):
+    clip = tmp_path / "v1" / "01.mp4"
+    clip.parent.mkdir()
+    clip.write_bytes(b"x")
+    (tmp_path / "labels.csv").write_text("video_id,clip_id,text,label\nv0,01,fine,1\nv1,01,"
+                                         + "y" * (140 * 1024) + ",1\n", encoding="utf-8")
+    with pytest.raises(TranscriptError, match=r"labels.csv line 3: field larger than field limit"):
+        find_transcript(clip)

