@@ -32,6 +32,12 @@ class ExtractionConfig(ConfigBase):
     pipeline: bool = True
     prefetch_files: int = 16              # files probed and hashed ahead of the batch being computed (at least)
     bucket_batches: int = 4
+    # a claim on an entry being computed lasts this long unless renewed (every quarter of it, while the owner works);
+    # another host takes a dead host's claims over once they expire (pipeline/claims.py)
+    claim_lease_seconds: float = 60.0
+    # torch threads of an extraction on the CPU (None: torch's default, every core); the Prefect flows divide the
+    # host's cores among its CPU slots (orchestration.device_slots_cpu) when this is None
+    cpu_threads: int | None = None
 
 
 @dataclass

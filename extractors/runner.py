@@ -53,8 +53,18 @@ class ExtractionRunner:
         self.config = config
         self.heap_tuned = apply_heap_settings(config.extraction)
         self.cache = cache
+        if not config.extraction.claim_lease_seconds > 0:
+            raise ConfigError("extraction.claim_lease_seconds must be > 0 (seconds a claim lasts unless renewed), "
+                              f"got {config.extraction.claim_lease_seconds}")
+        cache.claims.lease_seconds = config.extraction.claim_lease_seconds
         self.only = list(only) if only else None
         self.device = torch.device(device)
+        threads = config.extraction.cpu_threads
+        if threads is not None:
+            if threads < 1:
+                raise ConfigError(f"extraction.cpu_threads must be null or >= 1, got {threads}")
+            if self.device.type == "cpu":
+                torch.set_num_threads(threads)
         names = list(only) if only else list(config.extraction.extractors)
         for n in names:
             if get_extractor_class(n).keyed_by == "segment":  # fail fast on an unknown or import-only name

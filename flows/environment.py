@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.config import ConfigBase, ConfigError
+from pipeline.system import host_name
 
 
 class FlowSettingError(ConfigError):
@@ -33,23 +33,55 @@ def _env_path(name: str, default: Path | None) -> Path | None:
     return Path(value).expanduser() if value else default
 
 
+TASK_RUNNERS = ("threads", "dask")
+
+
+@dataclass
+class TaskRunnerConfig(ConfigBase):
+    """Where a flow's tasks run: the flow process's own threads, or a Dask cluster (the `distributed` extra)."""
+
+    kind: str = "threads"                # threads | dask
+    address: str | None = None           # dask: a running scheduler (tcp://host:8786); None: a local cluster
+    n_workers: int = 2                   # dask local cluster: worker processes on this host
+    threads_per_worker: int = 1          # dask local cluster: tasks one worker process runs at once
+
+    def __post_init__(self) -> None:
+        if self.kind not in TASK_RUNNERS:
+            raise ConfigError(f"orchestration.task_runner.kind must be one of {', '.join(TASK_RUNNERS)}, "
+                              f"got {self.kind!r}")
+        if self.n_workers < 1 or self.threads_per_worker < 1:
+            raise ConfigError("orchestration.task_runner.n_workers and threads_per_worker must be >= 1")
+
+
 @dataclass
 class OrchestrationConfig(ConfigBase):
-    """Knobs of the Prefect flows: batching, retries and the per-host extraction slot."""
+    """Knobs of the Prefect flows: batching, retries, the task runner and the per-host device slots."""
 
     files_per_task: int = 32             # files per extraction task (the runner batches them by
                                          # extraction.batch_size inside one isolated child process)
     retries: int = 2                     # task retries on transient failures (CUDA OOM, I/O hiccups)
     retry_delay_seconds: float = 10.0
-    device_slots_gpu: int = 1            # extraction tasks one host runs at once on a GPU (serialised)
-    device_slots_cpu: int = 1            # ... on CPU (torch already uses every core inside one task)
-    slot_timeout_seconds: float = 3600.0  # give up waiting for the device slot after this long
+    task_runner: TaskRunnerConfig = field(default_factory=TaskRunnerConfig)
+    device_slots_gpu: int = 1            # extraction tasks one GPU runs at once; each GPU of a host has its own
+                                         # slots, and a task is bound to the GPU whose slot it holds (cuda:i)
+    device_slots_cpu: int = 1            # extraction tasks one host runs at once on its CPU; they share the cores
+                                         # (each gets cores / slots torch threads unless extraction.cpu_threads)
+    slot_timeout_seconds: float = 3600.0  # give up waiting for a device slot after this long
+    slot_lease_seconds: float = 60.0     # a held slot's lease (>= 60, the server's minimum), renewed while its
+                                         # task runs: a dead host's slot is free again this long after its last
+                                         # renewal
     limit_prefix: str = "sentiflow-extract"
+
+    def __post_init__(self) -> None:
+        if self.device_slots_gpu < 1 or self.device_slots_cpu < 1:
+            raise ConfigError("orchestration.device_slots_gpu and device_slots_cpu must be >= 1")
+        if self.slot_lease_seconds < 60:   # the Prefect 3.8 server refuses shorter leases (422)
+            raise ConfigError(f"orchestration.slot_lease_seconds must be >= 60, got {self.slot_lease_seconds}")
 
 
 def device_limit_name(prefix: str, device: str) -> str:
-    """Global concurrency limit guarding one host's device, e.g. `sentiflow-extract-gpu1-cuda-0`."""
-    host = re.sub(r"[^a-z0-9-]+", "-", socket.gethostname().lower()).strip("-") or "host"
+    """Global concurrency limit guarding one device of this host, e.g. `sentiflow-extract-gpu1-cuda-0`."""
+    host = re.sub(r"[^a-z0-9-]+", "-", host_name().lower()).strip("-") or "host"
     dev = re.sub(r"[^a-z0-9-]+", "-", device.lower()).strip("-")
     return f"{prefix}-{host}-{dev}"
 

@@ -6,12 +6,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from prefect import flow
+from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
 
 from flows import environment as settings
 from flows.extract import extract_media
 from flows.outcome import completed, quiet_expected_failures
+from flows.runners import run_task, task_runner
 from pipeline.files import markdown_table
 
 quiet_expected_failures()   # expected failures in the flow-run log: one line, no traceback
@@ -33,14 +35,23 @@ def scores_markdown(frame: Any, out_file: Path, run_dir: Path, max_rows: int) ->
     return "\n".join(lines) + "\n"
 
 
+@task(name="score-clips", cache_policy=NO_CACHE)
+def score_clips(paths: list[str], run_dir: str, cache: str, out_file: str, device: str) -> Any:
+    """Score cached clips with a model run into `out_file` (`models.scoring.score_media`); returns the table."""
+    from models.scoring import score_media
+
+    return score_media(paths, Path(run_dir), cache, out_file=Path(out_file), device=device)
+
+
 @flow(name="score", log_prints=True)
 def score(folder: str | None = None, run_dir: str | None = None, cache: str | None = None, out: str | None = None,
           fmt: str = "csv", device: str = "auto", orchestration: dict[str, Any] | None = None,
           artifact_rows: int = 50) -> str:
-    """Score every video under `folder` (or SENTIFLOW_INBOX) with a model run (default: the latest one)."""
+    """Score every video under `folder` (or SENTIFLOW_INBOX) with a model run (default: the latest one); with a
+    Dask task runner (`orchestration.task_runner`) the extraction and the scoring run on its workers."""
     from models.data import DataConfig
     from models.run_dir import read_run_record
-    from models.scoring import SCORED, score_media
+    from models.scoring import SCORED
     from pipeline.corpora.folder import load_folder
 
     if fmt not in SCORE_FORMATS:
@@ -52,11 +63,14 @@ def score(folder: str | None = None, run_dir: str | None = None, cache: str | No
     data = DataConfig.from_dict(record["data"])
     needed = data.extractors()   # word-aligned runs read "aligned", not the unaligned sources
     print(f"scoring {len(videos.media)} video(s) under {videos.root} with {run} (extractors {', '.join(needed)})")
-    extract_media(videos.media, cache_path, record["features"], device, needed, orchestration=orchestration,
-                  artifact_prefix="score-extract")
+    orch = settings.OrchestrationConfig.from_dict(orchestration or {}, where="orchestration")
     out_file = Path(out).expanduser() if out else \
         settings.scores_dir() / f"scores-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.{fmt}"
-    frame = score_media([str(p) for p in videos.media], run, cache_path, out_file=out_file, device=device)
+    with task_runner(orch.task_runner) as runner:
+        extract_media(videos.media, cache_path, record["features"], device, needed, orchestration=orchestration,
+                      artifact_prefix="score-extract", runner=runner)
+        frame = run_task(runner, score_clips, paths=[str(p) for p in videos.media], run_dir=str(run),
+                         cache=cache_path, out_file=str(out_file), device=device)
     create_markdown_artifact(key="scores", markdown=scores_markdown(frame, out_file, run, artifact_rows),
                              description=f"{len(frame)} clip(s) scored into {out_file}")
     print(f"scores: {out_file}")

@@ -147,10 +147,12 @@ class PrefectStack:
             self._check(self.cli("work-pool", "create", POOL, "--type", "process"), "work-pool create")
         self._check(self.cli("--no-prompt", "deploy", "--all"), "deploy --all")
 
-    def start_worker(self, name: str = "worker-1") -> subprocess.Popen:
-        """Start one process worker on the work pool."""
-        return self.spawn([PREFECT, "worker", "start", "--pool", POOL, "--type", "process", "--name", name],
-                          f"{name}.log")
+    def start_worker(self, name: str = "worker-1", limit: int | None = None) -> subprocess.Popen:
+        """Start one process worker on the work pool (running at most `limit` flow runs at once, if given)."""
+        args = [PREFECT, "worker", "start", "--pool", POOL, "--type", "process", "--name", name]
+        if limit is not None:
+            args += ["--limit", str(limit)]
+        return self.spawn(args, f"{name}.log")
 
     def start(self, workers: int = 1) -> None:
         """Server, work pool, deployments and `workers` process workers."""

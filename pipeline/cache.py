@@ -24,10 +24,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from pipeline.claims import Claim, ClaimTable, current_owner, tag_owner_gone
 from pipeline.config import stable_hash
 from pipeline.errors import SentiFlowError, os_reason
 from pipeline.files import atomic_write_json, json_dumps
-from pipeline.system import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,7 @@ class VerifyReport:
     ok: int = 0
     corrupt: list[tuple[str, str]] = field(default_factory=list)
     temp_dirs: list[str] = field(default_factory=list)
+    stale_claims: list[str] = field(default_factory=list)   # claims of dead owners (`gc` removes them)
 
 
 class FeatureCache:
@@ -120,6 +121,7 @@ class FeatureCache:
                 raise CacheError(f"cannot create cache directory {self.root}: {exc.strerror or exc}") from exc
         elif not (self.root / "objects").is_dir():
             raise CacheError(f"{self.root} is not a SentiFlow cache (no objects/ directory)")
+        self.claims = ClaimTable(self.root / "claims")   # leases on entries being computed (pipeline/claims.py)
 
     # ---- layout
     def _entry_dir(self, key: str) -> Path:
@@ -152,7 +154,7 @@ class FeatureCache:
     def remove(self, key: str) -> None:
         """Delete a (corrupt) entry: renamed out of objects/ first, so readers see it whole or not at all."""
         d = self._entry_dir(key)
-        aside = self.root / "tmp" / f"{key}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+        aside = self.root / "tmp" / f"{key}.{current_owner().tag}.{uuid.uuid4().hex[:8]}"
         try:
             os.rename(d, aside)
         except OSError:
@@ -186,7 +188,7 @@ class FeatureCache:
         final = self._entry_dir(key)
         if (final / META_FILE).is_file():
             return self.get(key)  # type: ignore[return-value]
-        tmp = self.root / "tmp" / f"{key}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+        tmp = self.root / "tmp" / f"{key}.{current_owner().tag}.{uuid.uuid4().hex[:8]}"
         try:
             tmp.mkdir(parents=True)
             meta = dict(meta)
@@ -230,7 +232,7 @@ class FeatureCache:
         sources = sorted(set(old.get("sources", [])) | set(record.get("sources", [])))
         merged = {**old, **record, "sources": sources}
         try:
-            atomic_write_json(path, merged, tmp_dir=self.root / "tmp")
+            atomic_write_json(path, merged, tmp_dir=self.root / "tmp", owner=current_owner().tag)
         except OSError as exc:
             raise CacheError(f"cannot write the media record under {self.root}: {os_reason(exc)}") from exc
 
@@ -277,75 +279,52 @@ class FeatureCache:
             if fix:
                 shutil.rmtree(entry.path, ignore_errors=True)
         report.temp_dirs = [p.name for p in (self.root / "tmp").iterdir()] if (self.root / "tmp").is_dir() else []
+        report.stale_claims = self.claims.stale()
         return report
 
-    # ---- claims: one process computes an entry while others wait for it (bounded duplicate work)
+    # ---- claims: one process computes an entry while others wait for it, on any host (pipeline/claims.py)
     def claim(self, key: str) -> bool:
-        """Try to become the process that computes `key`; a claim of a dead process is taken over.
+        """Try to become the process that computes `key`; a claim of a dead owner (or expired lease) is taken over.
 
-        False while another live process holds the claim, and also when the entry is already committed: its
-        writer may have committed and released between the caller's lookup and this claim.
+        False while a live owner holds the claim, and also when the entry is already committed: its writer may
+        have committed and released between the caller's lookup and this claim.
         """
-        claims = self.root / "claims"
-        claims.mkdir(exist_ok=True)
-        path = claims / key
-        for _ in range(2):
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = self.claim_holder(key)
-                if holder is not None and pid_alive(holder):
-                    return False
-                path.unlink(missing_ok=True)   # stale: its process is gone
-                continue
-            with os.fdopen(fd, "w") as fh:
-                fh.write(str(os.getpid()))
-            if key in self:
-                path.unlink(missing_ok=True)
-                return False
-            return True
-        return False
+        if not self.claims.acquire(key):
+            return False
+        if key in self:
+            self.claims.release(key)
+            return False
+        return True
 
-    def claim_holder(self, key: str) -> int | None:
-        """Pid holding the claim on `key`, or None when unclaimed (or unreadable)."""
-        try:
-            return int((self.root / "claims" / key).read_text() or "0") or None
-        except (OSError, ValueError):
-            return None
+    def claim_holder(self, key: str) -> Claim | None:
+        """The claim on `key` (owner and lease), or None when unclaimed (or unreadable)."""
+        return self.claims.holder(key)
 
     def release(self, key: str) -> None:
         """Drop this process's claim on `key`."""
-        path = self.root / "claims" / key
-        if self.claim_holder(key) == os.getpid():
-            path.unlink(missing_ok=True)
+        self.claims.release(key)
 
     def clean_stale_temp(self) -> int:
-        """Remove temporary entries whose writing process is gone (left by a crash or a kill)."""
-        removed = 0
-        claims = self.root / "claims"
-        if claims.is_dir():
-            for c in claims.iterdir():
-                holder = self.claim_holder(c.name)
-                if holder is None or not pid_alive(holder):
-                    c.unlink(missing_ok=True)
-                    removed += 1
+        """Remove claims of dead owners and this machine's temporary entries whose writing process is gone.
+
+        Another machine's temporaries (a shared cache) are left to `gc`, which judges them by age.
+        """
+        removed = self.claims.clear_stale()
         tmp_root = self.root / "tmp"
         if not tmp_root.is_dir():
             return removed
         for p in tmp_root.iterdir():
             parts = p.name.split(".")
-            if len(parts) < 3 or not parts[-2].isdigit():
-                continue
-            pid = int(parts[-2])
-            if pid_alive(pid):
+            if len(parts) < 3 or not tag_owner_gone(parts[-2]):
                 continue
             _remove(p)
             removed += 1
         return removed
 
     def gc(self, temp_older_than_s: float = 3600.0, stale_versions: dict[str, str] | None = None) -> dict[str, int]:
-        """Remove temporary leftovers older than the given age, corrupt entries, and entries of old versions."""
-        removed = {"temp": 0, "corrupt": 0, "stale": 0}
+        """Remove claims of dead owners, temporary leftovers older than the given age, corrupt entries, and entries
+        of old versions."""
+        removed = {"temp": 0, "corrupt": 0, "stale": 0, "claims": self.claims.clear_stale()}
         now = time.time()
         tmp_root = self.root / "tmp"
         if tmp_root.is_dir():

@@ -24,13 +24,13 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")   # characters that br
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], tmp_dir: str | os.PathLike | None = None,
-                 fsync: bool = True) -> Path:
+                 fsync: bool = True, owner: str | None = None) -> Path:
     """Write `path` through `write(temporary path)` and rename it into place: readers see the old file or the
     whole new one, never a half-written one. The temporary file lives in `tmp_dir` (same file system) or
-    beside `path`, and is removed if `write` fails."""
+    beside `path`, is named with `owner` (default: the process id) and is removed if `write` fails."""
     path = Path(path)
     folder = Path(tmp_dir) if tmp_dir is not None else path.parent
-    tmp = folder / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    tmp = folder / f".{path.name}.{owner or os.getpid()}.{uuid.uuid4().hex[:8]}"
     try:
         write(tmp)
         if fsync:
@@ -76,10 +76,10 @@ def _encodable(value: Any) -> bool:
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, tmp_dir: str | os.PathLike | None = None,
-                      default: Callable[[Any], Any] = str, fsync: bool = True) -> Path:
+                      default: Callable[[Any], Any] = str, fsync: bool = True, owner: str | None = None) -> Path:
     """Write `obj` as indented UTF-8 JSON atomically (see `atomic_write`); `default` serialises other types."""
     text = json_dumps(obj, indent=1, default=default)
-    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), tmp_dir, fsync)
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), tmp_dir, fsync, owner)
 
 
 def csv_records(text: str, where: str, error: type[Exception]) -> tuple[list[str], Iterator[tuple[int, dict[str, str]]]]:

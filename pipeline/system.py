@@ -20,6 +20,8 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+import re
+import socket
 from functools import lru_cache
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
@@ -84,6 +86,47 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+HOST_ID_VARIABLE = "SENTIFLOW_HOST_ID"   # overrides the host name (containers with shared or random names)
+
+
+def host_name() -> str:
+    """This host's name for claims and device slots: SENTIFLOW_HOST_ID, else the network host name."""
+    return os.environ.get(HOST_ID_VARIABLE, "").strip() or socket.gethostname() or "host"
+
+
+def boot_id() -> str:
+    """This kernel boot's random id (Linux), or "" where the system has none: process ids restart at each boot."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
+def pid_namespace() -> str:
+    """This process's PID namespace (Linux, e.g. "pid:[4026531836]"), or "": a process id names a process only in it."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
+def process_start_time(pid: int) -> int | None:
+    """When process `pid` started, in clock ticks since boot (Linux), or None when it does not exist or is unknown.
+
+    Together with the pid it names one process: a reused pid belongs to a process with a later start time.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    try:   # field 22; the command name (field 2) is in parentheses and may hold spaces
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (IndexError, ValueError):
+        return None
+
+
 def resolve_device(setting: str = "auto") -> "torch.device":
     """'auto' -> cuda when available else cpu; 'cuda' without a GPU is an error naming the setting."""
     import torch  # here, not at import: process and heap helpers serve callers that never load torch
@@ -95,6 +138,30 @@ def resolve_device(setting: str = "auto") -> "torch.device":
     if setting != "cpu" and not setting.startswith("cuda"):
         raise ConfigError(f"device must be auto, cpu or cuda[:N], got {setting!r}")
     return torch.device(setting)
+
+
+DEVICE_SETTING = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def host_devices(setting: str = "auto", gpu_count: int | None = None) -> list[str]:
+    """The devices of this host a device setting may use: 'cuda' or 'auto' -> every GPU ('cuda:0', 'cuda:1', ...),
+    'cuda:N' -> that one, 'cpu' (or 'auto' without a GPU) -> 'cpu'. `gpu_count` defaults to torch's count."""
+    if not DEVICE_SETTING.fullmatch(setting):
+        raise ConfigError(f"device must be auto, cpu or cuda[:N], got {setting!r}")
+    if setting == "cpu":
+        return ["cpu"]
+    n = torch.cuda.device_count() if gpu_count is None else gpu_count
+    if setting == "auto":
+        return [f"cuda:{i}" for i in range(n)] or ["cpu"]
+    if n == 0:
+        raise ConfigError(f"--device {setting} was asked for but this host ({host_name()}) has no CUDA device; "
+                          "use --device cpu or auto")
+    if setting == "cuda":
+        return [f"cuda:{i}" for i in range(n)]
+    index = int(setting.split(":")[1])
+    if index >= n:
+        raise ConfigError(f"--device {setting} was asked for but this host ({host_name()}) has {n} CUDA device(s)")
+    return [setting]
 
 
 def library_versions() -> dict[str, str]:

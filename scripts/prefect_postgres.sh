@@ -56,5 +56,5 @@ export PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=1
 if [[ $# -gt 0 ]]; then
     "$@"
 else
-    "$ROOT/.venv/bin/pytest" -q -p no:cacheprovider tests/flows/test_deployments.py
+    "$ROOT/.venv/bin/python" -m pytest -q -p no:cacheprovider tests/flows/test_deployments.py
 fi

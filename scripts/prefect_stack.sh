@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Start / stop / inspect a local Prefect stack for SentiFlow: one server (loopback) and one process worker.
+# Start / stop / inspect a local Prefect stack for SentiFlow: one server (loopback) and process workers.
 #
-#   scripts/prefect_stack.sh start     # server + `local` process work pool + deployments + worker
+#   scripts/prefect_stack.sh start     # server + `local` process work pool + deployments + automations + workers
 #   scripts/prefect_stack.sh status
 #   scripts/prefect_stack.sh stop      # stops only what `start` started (by the process ids it recorded)
 #
@@ -10,7 +10,10 @@
 #   SENTIFLOW_PREFECT_PORT         server port on 127.0.0.1 (default 4200)
 #   SENTIFLOW_WORK_POOL            work pool name (default local; prefect.yaml's deployments use `local`)
 #   SENTIFLOW_WORKERS              how many workers to start on this machine (default 1)
-#   SENTIFLOW_DEPLOY               1 (default) runs `prefect deploy --all` after the server is up; 0 skips it
+#   SENTIFLOW_WORKER_LIMIT         flow runs one worker runs at once (default 1: a second worker, here or on
+#                                  another machine, takes the next run instead of this one queueing it)
+#   SENTIFLOW_DEPLOY               1 (default) runs `prefect deploy --all` and creates automations.yaml's
+#                                  automations (those not there yet) after the server is up; 0 skips both
 #   PREFECT_API_DATABASE_CONNECTION_URL   e.g. postgresql+asyncpg://user:pass@127.0.0.1:5432/prefect for
 #                                  PostgreSQL instead of SQLite (see scripts/prefect_postgres.sh)
 # Quiet: telemetry is off and the server/worker logs go to $PREFECT_HOME/sentiflow-stack/*.log.
@@ -23,6 +26,7 @@ export PREFECT_HOME="${PREFECT_HOME:-$HOME/.prefect}"
 PORT="${SENTIFLOW_PREFECT_PORT:-4200}"
 POOL="${SENTIFLOW_WORK_POOL:-local}"
 WORKERS="${SENTIFLOW_WORKERS:-1}"
+WORKER_LIMIT="${SENTIFLOW_WORKER_LIMIT:-1}"
 STATE="$PREFECT_HOME/sentiflow-stack"
 export PREFECT_API_URL="http://127.0.0.1:$PORT/api"
 export PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=1
@@ -64,12 +68,17 @@ start() {
     if [[ "${SENTIFLOW_DEPLOY:-1}" == 1 ]]; then
         "$PREFECT" --no-prompt deploy --all >"$STATE/deploy.log" 2>&1 || { cat "$STATE/deploy.log" >&2; exit 1; }
         echo "deployments created from prefect.yaml (log: $STATE/deploy.log)"
+        if ! "$PREFECT" automation inspect sentiflow-crashed-host >/dev/null 2>&1; then
+            "$PREFECT" automation create --from-file "$ROOT/automations.yaml" >"$STATE/automations.log" 2>&1 \
+                || { cat "$STATE/automations.log" >&2; exit 1; }
+            echo "automations created from automations.yaml"
+        fi
     fi
     local n
     for n in $(seq 1 "$WORKERS"); do
         if alive "$STATE/worker-$n.pid"; then continue; fi
         setsid "$PREFECT" worker start --pool "$POOL" --type process --name "$(hostname)-$n" \
-            >"$STATE/worker-$n.log" 2>&1 </dev/null &
+            --limit "$WORKER_LIMIT" >"$STATE/worker-$n.log" 2>&1 </dev/null &
         echo $! >"$STATE/worker-$n.pid"
         echo "worker $n started (pid $!, log $STATE/worker-$n.log)"
     done

@@ -74,7 +74,9 @@ class AcousticExtractor(Extractor):
         """Frame-level features (without deltas) for (B, samples) segments."""
         c: AcousticConfig = self.config
         seg = segments.to(self.device)
-        mfcc = self.mfcc(seg).transpose(1, 2)                       # (B, F, n_mfcc)
+        # one channel per segment: torchaudio's top_db floor is taken over a (B, n_mels, T) input's whole batch,
+        # which made a segment's MFCC depend on the segments batched with it
+        mfcc = self.mfcc(seg.unsqueeze(1)).squeeze(1).transpose(1, 2)   # (B, F, n_mfcc)
         frames = seg.unfold(1, c.frame_length, c.hop_length)          # (B, F, W)
         b, f, w = frames.shape
         flat = frames.reshape(b * f, w)

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from extractors.base import ExtractionFailed, Extractor, Features, FeatureUnavailable, MediaItem
+from extractors.stages import decoded_audio
 from extractors.text.forced_alignment import AlignmentError, PocketsphinxAligner, WhisperAligner, WordAlignment
 from extractors.text.speech_recognition import (
     PACKAGED_BASE,
@@ -52,7 +53,6 @@ from extractors.text.speech_recognition import (
 )
 from extractors.text.speech_windows import iter_speech_windows
 from extractors.text.words import split_words
-from extractors.stages import decoded_audio
 from pipeline.config import ConfigBase, ConfigError
 from pipeline.media import MediaError, read_audio
 from pipeline.transcripts import Transcript, TranscriptError, find_transcript

@@ -27,7 +27,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     vf.add_argument("cache")
     vf.add_argument("--fix", action="store_true", help="delete corrupt entries (they are recomputed on re-run)")
     vf.set_defaults(func=run_verify)
-    gc = csub.add_parser("gc", help="remove temporary leftovers, corrupt entries and outdated extractor versions")
+    gc = csub.add_parser("gc", help="remove dead claims, temporary leftovers, corrupt entries and outdated versions")
     gc.add_argument("cache")
     gc.add_argument("--temp-older-than", type=float, default=3600.0, metavar="SECONDS",
                     help="age after which a temporary directory is a crash leftover (default 3600)")
@@ -92,7 +92,10 @@ def run_verify(args: argparse.Namespace) -> int:
     report = cache.verify(fix=args.fix)
     for key, why in report.corrupt:
         print(f"corrupt {key}: {why}" + (" (removed)" if args.fix else ""))
-    print(f"{report.ok} ok, {len(report.corrupt)} corrupt, {len(report.temp_dirs)} temporary leftovers")
+    for key in report.stale_claims:
+        print(f"dead claim {key}: its owner is gone or its lease expired (`sentiflow cache gc` removes it)")
+    print(f"{report.ok} ok, {len(report.corrupt)} corrupt, {len(report.temp_dirs)} temporary leftovers, "
+          f"{len(report.stale_claims)} dead claims")
     return 1 if report.corrupt and not args.fix else 0
 
 
@@ -104,7 +107,8 @@ def run_gc(args: argparse.Namespace) -> int:
     cache = FeatureCache(args.cache, create=False)
     versions = None if args.keep_old_versions else {n: c.version for n, c in EXTRACTORS.load_all().items()}
     removed = cache.gc(temp_older_than_s=args.temp_older_than, stale_versions=versions)
-    print(f"removed {removed['temp']} temporary, {removed['corrupt']} corrupt, {removed['stale']} outdated entries")
+    print(f"removed {removed['temp']} temporary, {removed['corrupt']} corrupt, {removed['stale']} outdated entries, "
+          f"{removed['claims']} dead claims")
     return 0
 
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from pipeline.cache import FeatureCache
@@ -13,7 +14,9 @@ from tests.helpers.media_factory import make_clip
 from tests.helpers.paths import ROOT
 
 
-def test_overlapping_concurrent_extractions(tmp_path: Path) -> None:
+@pytest.mark.parametrize("hosts", [(None, None), ("host-a", "host-b")], ids=["one-host", "two-simulated-hosts"])
+def test_overlapping_concurrent_extractions(tmp_path: Path, hosts: tuple[str | None, str | None]) -> None:
+    """Two processes, on one host or as two hosts (SENTIFLOW_HOST_ID: claims judged by lease, not process id)."""
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()
     b.mkdir()
@@ -23,9 +26,10 @@ def test_overlapping_concurrent_extractions(tmp_path: Path) -> None:
     make_clip(a / "only_a.mp4", seconds=1.0, tone_hz=400.0)
     make_clip(b / "only_b.mp4", seconds=1.0, tone_hz=500.0)
     cache = tmp_path / "cache"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     procs = []
-    for name, folder in (("a", a), ("b", b)):
+    for name, folder, host in (("a", a, hosts[0]), ("b", b, hosts[1])):
+        env = {k: v for k, v in os.environ.items() if k != "SENTIFLOW_HOST_ID"}
+        env.update({"PYTHONPATH": str(ROOT), **({"SENTIFLOW_HOST_ID": host} if host else {})})
         cmd = [sys.executable, "-m", "flows.cli", "extract", str(folder), "--cache", str(cache), "--no-progress",
                "--only", "logmel", "acoustic", "--device", "cpu", "--summary-json", str(tmp_path / f"{name}.json")]
         procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
@@ -83,3 +87,14 @@ def test_entry_committed_between_lookup_and_claim_is_not_recomputed(tmp_path: Pa
     assert calls == []                                  # nothing computed twice
     assert item.extractors == {"logmel": "cached"} and item.status == "cached"
     assert not any((cache.root / "claims").iterdir())   # and our claim was dropped
+
+
+@pytest.mark.parametrize("lease", [0.0, -5.0])
+def test_the_lease_setting_is_checked(tmp_path: Path, lease: float) -> None:
+    from extractors.config import ExtractionConfig, SentiFlowConfig
+    from extractors.runner import ExtractionRunner
+    from pipeline.config import ConfigError
+
+    config = SentiFlowConfig(extraction=ExtractionConfig(extractors=["logmel"], claim_lease_seconds=lease))
+    with pytest.raises(ConfigError, match="claim_lease_seconds must be > 0"):
+        ExtractionRunner(config, FeatureCache(tmp_path / "c"))

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from extractors.config import SentiFlowConfig
+from extractors.registry import build_extractor
 from extractors.text.encoder import (
     TEXT_PROFILES,
     TextEncoderConfig,
@@ -16,7 +17,6 @@ from extractors.text.encoder import (
     run_in_windows,
     window_starts,
 )
-from extractors.registry import build_extractor
 from extractors.text_only import extract_transcript_table
 from pipeline.cache import FeatureCache
 from pipeline.config import ConfigError

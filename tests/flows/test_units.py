@@ -214,3 +214,95 @@ def test_stage_rows_sum_the_runner_outcomes_costliest_first(tmp_path: Path) -> N
     logmel = next(r["seconds"] for r in rows if r["stage"] == "logmel")
     assert logmel == pytest.approx(sum(o.stages["logmel"] for o in summary.items), abs=1e-3) and logmel > 0
     assert stage_rows([{"path": "x", "status": "failed"}]) == []
+
+
+def test_host_devices_give_one_slot_per_gpu():
+    from pipeline.config import ConfigError
+    from pipeline.system import host_devices
+
+    assert host_devices("cuda", gpu_count=4) == ["cuda:0", "cuda:1", "cuda:2", "cuda:3"]
+    assert host_devices("auto", gpu_count=2) == ["cuda:0", "cuda:1"]
+    assert host_devices("auto", gpu_count=0) == ["cpu"]
+    assert host_devices("cuda:2", gpu_count=4) == ["cuda:2"]
+    assert host_devices("cpu", gpu_count=4) == ["cpu"]
+    with pytest.raises(ConfigError, match="has no CUDA device"):
+        host_devices("cuda", gpu_count=0)
+    with pytest.raises(ConfigError, match="has 2 CUDA device"):
+        host_devices("cuda:3", gpu_count=2)
+    with pytest.raises(ConfigError, match="auto, cpu or cuda"):
+        host_devices("gpu")
+    names = {settings.device_limit_name("sentiflow-extract", d) for d in host_devices("cuda", gpu_count=4)}
+    assert len(names) == 4                                  # each GPU has its own limit
+
+
+def test_task_runner_and_slot_settings_are_checked():
+    cfg = settings.OrchestrationConfig.from_dict({"task_runner": {"kind": "dask", "address": "tcp://s:8786"}},
+                                                 where="orchestration")
+    assert (cfg.task_runner.kind, cfg.task_runner.address, cfg.slot_lease_seconds) == ("dask", "tcp://s:8786", 60.0)
+    with pytest.raises(Exception, match="task_runner.kind must be one of threads, dask"):
+        settings.OrchestrationConfig.from_dict({"task_runner": {"kind": "ray"}})
+    with pytest.raises(Exception, match="unknown config key.*orchestration.task_runner.workers"):
+        settings.OrchestrationConfig.from_dict({"task_runner": {"workers": 2}}, where="orchestration")
+    with pytest.raises(Exception, match="slot_lease_seconds must be >= 60"):
+        settings.OrchestrationConfig.from_dict({"slot_lease_seconds": 5})
+    with pytest.raises(Exception, match="device_slots_gpu and device_slots_cpu must be >= 1"):
+        settings.OrchestrationConfig.from_dict({"device_slots_cpu": 0})
+
+
+def test_cpu_slots_share_the_cores():
+    from flows.extract import _with_cpu_threads
+
+    config = {"extraction": {"cpu_threads": None, "batch_size": 8}}
+    cores = os.cpu_count() or 1
+    assert _with_cpu_threads(config, "cpu", 2)["extraction"]["cpu_threads"] == max(1, cores // 2)
+    assert _with_cpu_threads(config, "cpu", 1) is config                   # one slot: torch's default
+    assert _with_cpu_threads(config, "cuda:0", 2) is config
+    assert _with_cpu_threads({"extraction": {"cpu_threads": 3}}, "cpu", 2)["extraction"]["cpu_threads"] == 3
+
+
+def _isolation_check_in_daemon(queue) -> None:
+    from flows.extract import _check_can_isolate
+
+    try:
+        _check_can_isolate({"extraction": {"isolate": True}})
+        queue.put("")
+    except Exception as exc:  # noqa: BLE001 - reported to the parent
+        queue.put(str(exc))
+
+
+def test_a_daemonic_dask_worker_is_told_how_to_start_isolated_extraction():
+    import multiprocessing
+
+    from flows.extract import _check_can_isolate
+
+    _check_can_isolate({"extraction": {"isolate": True}})     # this process may start children
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_isolation_check_in_daemon, args=(queue,), daemon=True)
+    proc.start()
+    message = queue.get(timeout=120)
+    proc.join(30)
+    assert "DASK_DISTRIBUTED__WORKER__DAEMON=False" in message, message
+
+
+def test_deployments_survive_their_workers_and_crashed_hosts_are_detected():
+    """prefect.yaml keeps flow runs off the worker's output stream and sends heartbeats often enough for the
+    automation in automations.yaml to tell a dead host from a slow one."""
+    import yaml
+    from prefect.events.schemas.automations import AutomationCore
+
+    from tests.helpers.paths import ROOT
+
+    project = yaml.safe_load((ROOT / "prefect.yaml").read_text(encoding="utf-8"))
+    for dep in project["deployments"]:
+        jobs = dep["work_pool"]["job_variables"]
+        assert jobs["stream_output"] is False, dep["name"]
+        heartbeat = int(jobs["env"]["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"])
+        assert "sentiflow" in dep["tags"], dep["name"]
+    (spec,) = yaml.safe_load((ROOT / "automations.yaml").read_text(encoding="utf-8"))["automations"]
+    automation = AutomationCore.model_validate(spec)
+    assert automation.trigger.within.total_seconds() >= 3 * heartbeat
+    assert "prefect.flow-run.heartbeat" in automation.trigger.expect
+    assert automation.actions[0].type == "change-flow-run-state" and automation.actions[0].state.value == "CRASHED"
+    assert automation.trigger.match_related.root == {"prefect.resource.role": "tag", "prefect.resource.id":
+                                                "prefect.tag.sentiflow"}

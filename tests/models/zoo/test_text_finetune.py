@@ -44,11 +44,11 @@ def mosi32(tmp_path_factory) -> tuple[Path, LabelTable]:
 @pytest.mark.slow
 def test_overfits_32_mosi_sentences_and_scoring_uses_the_fine_tuned_encoder(mosi32, tmp_path) -> None:
     """12 epochs of 4 updates: about 40 s of CPU time on the 2-core machine (2 min wall at load 8)."""
+    from models.data import DataConfig, build_dataset
     from models.nn.text_encoder import TextEncoder
     from models.run_dir import load_run
     from models.trainer import predict_split
     from models.training import train_model
-    from models.data import build_dataset, DataConfig
 
     cache_dir, table = mosi32
     run = train_model(cache_dir, table, "text_finetune", tmp_path / "run", device="cpu", modalities=["text"],
