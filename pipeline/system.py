@@ -150,7 +150,11 @@ def host_devices(setting: str = "auto", gpu_count: int | None = None) -> list[st
         raise ConfigError(f"device must be auto, cpu or cuda[:N], got {setting!r}")
     if setting == "cpu":
         return ["cpu"]
-    n = torch.cuda.device_count() if gpu_count is None else gpu_count
+    n = gpu_count
+    if n is None:
+        import torch  # here, not at import (see resolve_device)
+
+        n = torch.cuda.device_count()
     if setting == "auto":
         return [f"cuda:{i}" for i in range(n)] or ["cpu"]
     if n == 0:
