@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
 import torch
 import torchaudio
 
@@ -93,12 +92,6 @@ class AcousticExtractor(Extractor):
         out = torch.cat([mfcc, prosody], dim=2).float().cpu()
         return [o[:n] for o, n in zip(out, n_valid)]
 
-    def _each_segment(self, segments: np.ndarray, n_valid: list[int]) -> list[torch.Tensor]:
-        """`segment_features` one segment at a time: batched FFTs and matmuls round differently with the batch's
-        size, and YIN's threshold turns that rounding into f0 jumps of 10+ Hz, so a clip's features would depend on
-        which clips shared its batch (the pipelined runner must equal the one-at-a-time runner)."""
-        return [self.segment_features(torch.from_numpy(seg[None]), [n])[0] for seg, n in zip(segments, n_valid)]
-
     def extract(self, batch: Sequence[MediaItem]) -> list[Features | Exception]:
         c: AcousticConfig = self.config
         results: list[Features | Exception | None] = [None] * len(batch)
@@ -109,7 +102,8 @@ class AcousticExtractor(Extractor):
         streams = {i: iter_frame_segments(decoded_audio(item.path, self.sample_rate, self.media.audio_chunk_seconds),
                                           c.frame_length, c.hop_length, c.segment_frames)
                    for i, item in enumerate(batch)}
-        parts = run_batched_segments(streams, self._each_segment, c.batch_segments, failed)
+        parts = run_batched_segments(streams, lambda segs, ns: self.segment_features(torch.from_numpy(segs), ns),
+                                     c.batch_segments, failed)
         for i in range(len(batch)):
             if results[i] is not None:
                 continue
