@@ -50,6 +50,8 @@ class Extractor(ABC):
     depends_on: ClassVar[tuple[str, ...]] = ()   # other extractors whose cached output this one reads
     keyed_by: ClassVar[str] = "media"   # "segment": entries are found by a label row's id, not the media's bytes
     text_items: ClassVar[bool] = False  # True: also runs on transcript-only rows (no media, the label's text alone)
+    # an extractor whose decoding pass can also compute this one's inputs (one decode for both; `attach_rider`)
+    rides_on: ClassVar[str] = ""
 
     def __init__(self, config: ConfigBase | None = None, media: MediaConfig | None = None,
                  device: str | torch.device = "cpu") -> None:
@@ -76,6 +78,10 @@ class Extractor(ABC):
         if "video" in self.requires and not item.info.has_video:
             return "no video stream"
         return None
+
+    def attach_rider(self, rider: "Extractor") -> None:
+        """Compute `rider`'s per-item inputs during this extractor's own pass (hosts override; others refuse)."""
+        raise TypeError(f"the {self.name} extractor cannot carry {rider.name}'s work in its pass")
 
     @abstractmethod
     def extract(self, batch: Sequence[MediaItem]) -> list[Features | Exception]:

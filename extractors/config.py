@@ -32,6 +32,9 @@ class ExtractionConfig(ConfigBase):
     pipeline: bool = True
     prefetch_files: int = 16              # files probed and hashed ahead of the batch being computed (at least)
     bucket_batches: int = 4
+    # an extractor that reads another's frames computes its inputs in that one's decoding pass (fer during face:
+    # each video decoded once); False = each decodes the video itself (the same features, decoded twice)
+    decode_once: bool = True
     # a claim on an entry being computed lasts this long unless renewed (every quarter of it, while the owner works);
     # another host takes a dead host's claims over once they expire (pipeline/claims.py)
     claim_lease_seconds: float = 60.0

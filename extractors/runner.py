@@ -79,6 +79,12 @@ class ExtractionRunner:
             return tuple(built[n].depends_on)
 
         self.extractors: list[Extractor] = [built[n] for n in dependency_order(names, deps_of)]
+        self.riders: dict[str, list[Extractor]] = {}      # host name -> extractors computed in its pass
+        if config.extraction.decode_once:
+            for ex in self.extractors:
+                if ex.rides_on and ex.rides_on in built and built[ex.rides_on] in self.extractors:
+                    built[ex.rides_on].attach_rider(ex)
+                    self.riders.setdefault(ex.rides_on, []).append(ex)
 
     def key_for(self, extractor: Extractor, media_hash: str, item: MediaItem | None = None,
                 upstream: dict[str, str] | None = None) -> str:
@@ -244,6 +250,7 @@ class ExtractionRunner:
                 todo.append((item, out, key))
             for item, out, _ in todo:
                 self._attach_upstream(extractor, item, out)
+                self._ask_riders(extractor, item, out)
             try:
                 if todo:
                     with stages.timed(extractor.name):
@@ -331,6 +338,18 @@ class ExtractionRunner:
                     self._fail(extractor, item, out, str(exc))
             else:
                 self._fail(extractor, item, out, _reason_of(res))
+
+    def _ask_riders(self, host: Extractor, item: MediaItem, out: ItemOutcome) -> None:
+        """Name in `item.extras["ride"]` the riders of `host` whose entry for this item is still to compute."""
+        wanted = []
+        for rider in self.riders.get(host.name, ()):
+            try:
+                key = self.key_for(rider, item.media_hash, item, out.keys)
+                if self._served(key) is None and not rider.missing_reason(item):
+                    wanted.append(rider.name)
+            except (SentiFlowError, OSError, ValueError):
+                continue                   # the rider's own loop reports its problem with this file
+        item.extras["ride"] = wanted
 
     def _attach_upstream(self, extractor: Extractor, item: MediaItem, out: ItemOutcome) -> None:
         """Hand the extractor the cached entries of the extractors it depends on."""

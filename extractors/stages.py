@@ -2,7 +2,8 @@
 
 One process-wide clock: the runner times each extractor's `extract` and the preparation of each file; the frame and
 audio readers time their decoding (which happens inside an extractor, so decode seconds are also part of that
-extractor's). Read-ahead threads add their own decode seconds, so stages can sum to more than the wall time.
+extractor's), and an extractor riding on another's pass (fer on face's) times its own work there (also part of the
+host's seconds). Read-ahead threads add their own decode seconds, so stages can sum to more than the wall time.
 """
 
 from __future__ import annotations

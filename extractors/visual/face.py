@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from extractors import stages
 from extractors.base import ExtractionFailed, Extractor, Features, FeatureUnavailable, MediaItem
 from extractors.visual.crops import crop_faces, crop_geometry
 from extractors.visual.detect import FaceDetector, FrameFaces, resize_for_detection
@@ -66,6 +67,17 @@ class FaceConfig(ConfigBase):
     align_crops: bool = True             # rotate crops so the eyes are horizontal
 
 
+class FaceRider(Protocol):
+    """An extractor computed per detected face while face detection holds the frames (each video decoded once)."""
+
+    name: str
+
+    def per_face(self, frames: Sequence[torch.Tensor], frame_of: np.ndarray, boxes: np.ndarray,
+                 landmarks: np.ndarray) -> torch.Tensor:
+        """Rows (K, F) for K faces (boxes (K,4), landmarks (K,5,2) px), face k in frame frames[frame_of[k]]."""
+        ...
+
+
 @dataclass
 class _VideoState:
     """Per-clip accumulation while frames stream through the detector."""
@@ -79,16 +91,20 @@ class _VideoState:
     n_tracked: int = 0                          # frames tracked by O-Net around the keyframe's faces
     key_windows: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))  # O-Net's, detection px
     key_thumb: torch.Tensor | None = None
+    # rider name -> {(frame index, detection index): that face's row}, for the riders this clip asked for
+    rides: dict[str, dict[tuple[int, int], torch.Tensor]] = field(default_factory=dict)
 
 
 @dataclass
 class _Pending:
-    """One sampled frame waiting for the detector: its video, index in that video, detection-size frame, scale."""
+    """One sampled frame waiting for the detector: its video, index in that video, detection-size frame, scale,
+    and the decoded frame itself while a rider needs it."""
 
     video: int
     index: int
     frame: torch.Tensor
     scale: float
+    full: torch.Tensor | None = None
 
 
 def _merge_faces(faces: FrameFaces, extra: FrameFaces, min_prob: float, iou_threshold: float) -> FrameFaces:
@@ -129,6 +145,23 @@ def _change(thumb: torch.Tensor | None, frame: torch.Tensor) -> float:
     return float((_thumbnail(frame, thumb.shape[0]) - thumb).abs().mean())
 
 
+def speaker_rows(rows: dict[tuple[int, int], torch.Tensor], dets: np.ndarray) -> torch.Tensor | None:
+    """A rider's rows (T, F) of the speaker's face per frame (`dets`: its detection index, -1 = absent: zeros),
+    or None if a frame of the track has no row (then the rider computes its own)."""
+    if not rows:
+        return None
+    width = next(iter(rows.values())).shape[-1]
+    out = torch.zeros((len(dets), width))
+    for t, d in enumerate(dets):
+        if d < 0:
+            continue
+        row = rows.get((t, int(d)))
+        if row is None:
+            return None
+        out[t] = row
+    return out
+
+
 class FaceExtractor(Extractor):
     """Per sampled frame: the speaker's tracked face box, 5 landmarks, probability and geometry descriptors."""
 
@@ -154,6 +187,14 @@ class FaceExtractor(Extractor):
             raise ConfigError(f"extraction.options.face.detect_fps must be > 0 or null (every frame), got {c.detect_fps}")
         self.detector = FaceDetector(self.device, c.min_face_size, c.thresholds, c.pyramid_factor,
                                      c.detect_batch_size, c.min_face_fraction)   # MTCNN weights load on first use
+        self.riders: list[FaceRider] = []
+
+    def attach_rider(self, rider: Any) -> None:
+        """Compute `rider.per_face` for every confident face during detection, for the clips that ask for it
+        (`item.extras["ride"]` names the riders; the speaker's rows land in `item.extras["rode"][name]`)."""
+        if not callable(getattr(rider, "per_face", None)):
+            raise TypeError(f"{rider.name} has no per_face(frames, frame_of, boxes, landmarks): it cannot ride on face")
+        self.riders.append(rider)
 
     def media_settings(self) -> dict:
         return {"video_fps": self.media.video_fps, "max_frame_side": self.media.max_frame_side}
@@ -165,15 +206,19 @@ class FaceExtractor(Extractor):
             return 1
         return max(1, int(round(self.media.video_fps / c.detect_fps)))
 
-    def detect_videos(self, paths: Sequence[str]) -> list[_VideoState]:
+    def detect_videos(self, paths: Sequence[str], rides: Sequence[Sequence[str]] = ()) -> list[_VideoState]:
         """Faces in every sampled frame of each video: full MTCNN on keyframes, O-Net tracking in between.
 
         Frames of several videos share each MTCNN / O-Net call. A frame between keyframes is re-detected in full
         when its keyframe had no confident face, when O-Net loses one of the keyframe's faces, or after a scene cut.
+        `rides[i]` names the attached riders that compute their rows for video i's confident faces on the way.
         """
         c: FaceConfig = self.config
         step = self.keyframe_step()
         states = [_VideoState() for _ in paths]
+        known = {r.name for r in self.riders}
+        for state, names in zip(states, rides):
+            state.rides = {n: {} for n in names if n in known}
         pending: list[_Pending] = []
 
         def flush() -> None:
@@ -185,10 +230,11 @@ class FaceExtractor(Extractor):
                 states[i].error = err
                 continue
             states[i].frame_size = (int(frames.shape[2]), int(frames.shape[1]))
-            small, scale = resize_for_detection(torch.from_numpy(frames), c.detect_max_side)
+            decoded = torch.from_numpy(frames)
+            small, scale = resize_for_detection(decoded, c.detect_max_side)
             states[i].times.append(times)
-            for f in small:
-                pending.append(_Pending(i, states[i].n_sampled, f, scale))
+            for j, f in enumerate(small):
+                pending.append(_Pending(i, states[i].n_sampled, f, scale, decoded[j] if states[i].rides else None))
                 states[i].n_sampled += 1
             if len(pending) >= c.detect_batch_size:
                 flush()
@@ -230,10 +276,41 @@ class FaceExtractor(Extractor):
         for k, faces in zip(full, self.detector.detect([pending[k].frame for k in full])):
             found[k] = faces
             states[pending[k].video].n_detected += 1
-        for p, faces in zip(pending, found):
-            if len(faces):
-                faces = FrameFaces(faces.boxes / p.scale, faces.probs, faces.landmarks / p.scale)
+        scaled = [FrameFaces(f.boxes / p.scale, f.probs, f.landmarks / p.scale) if len(f) else f
+                  for p, f in zip(pending, found)]
+        for rider in self.riders:
+            self._ride(rider, pending, scaled, states)
+        for p, faces in zip(pending, scaled):
             states[p.video].detections.append(faces)
+
+    def _ride(self, rider: FaceRider, pending: list[_Pending], faces: list[FrameFaces],
+              states: list[_VideoState]) -> None:
+        """`rider`'s rows for the confident faces of the pending frames of the videos that asked for it."""
+        c: FaceConfig = self.config
+        frames: list[torch.Tensor] = []
+        frame_of: list[int] = []
+        where: list[tuple[int, int]] = []               # (pending index, detection index) per face
+        for k, p in enumerate(pending):
+            if p.full is None or rider.name not in states[p.video].rides:
+                continue
+            dets = np.nonzero(faces[k].probs >= c.min_prob)[0] if len(faces[k]) else []
+            if len(dets):
+                frames.append(p.full)
+                frame_of.extend([len(frames) - 1] * len(dets))
+                where.extend((k, int(d)) for d in dets)
+        if not where:
+            return
+        boxes = np.stack([faces[k].boxes[d] for k, d in where]).astype(np.float32)
+        landmarks = np.stack([faces[k].landmarks[d] for k, d in where]).astype(np.float32)
+        # the geometry as cached (fractions of the frame, float32) and read back, so a rider computing from the
+        # cache instead sees the same numbers
+        size = np.array([states[pending[k].video].frame_size for k, _ in where], np.float32)   # (K,2) w,h
+        boxes = (boxes / np.tile(size, 2)) * np.tile(size, 2)
+        landmarks = (landmarks / size[:, None]) * size[:, None]
+        with stages.timed(rider.name):         # also inside face's seconds, as its decoding is
+            rows = rider.per_face(frames, np.asarray(frame_of), boxes, landmarks)
+        for (k, d), row in zip(where, rows):
+            states[pending[k].video].rides[rider.name][(pending[k].index, d)] = row
 
     def _rescue_keyframes(self, pending: list[_Pending], states: list[_VideoState], keys: list[int],
                           found: list[FrameFaces | None]) -> None:
@@ -263,7 +340,7 @@ class FaceExtractor(Extractor):
 
     def extract(self, batch: Sequence[MediaItem]) -> list[Features | Exception]:
         c: FaceConfig = self.config
-        states = self.detect_videos([item.path for item in batch])
+        states = self.detect_videos([item.path for item in batch], [item.extras.get("ride", ()) for item in batch])
         results: list[Features | Exception] = []
         for item, state in zip(batch, states):
             n = len(state.detections)
@@ -275,6 +352,10 @@ class FaceExtractor(Extractor):
                 results.append(FeatureUnavailable(f"no face detected in {n} sampled frames"))
                 continue
             results.append(self._features(item, state, track))
+            for name, rows in state.rides.items():
+                speaker = speaker_rows(rows, track.dets)
+                if speaker is not None:
+                    item.extras.setdefault("rode", {})[name] = speaker
         if c.save_crops:
             self._add_crops(batch, states, results)
         return results

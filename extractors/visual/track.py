@@ -20,7 +20,8 @@ class Track:
 
 @dataclass
 class SpeakerTrack:
-    """The selected face per frame: boxes (T,4) px, landmarks (T,5,2) px, probs (T,), present (T,) bool."""
+    """The selected face per frame: boxes (T,4) px, landmarks (T,5,2) px, probs (T,), present (T,) bool, and
+    `dets` (T,): the index of the selected detection in each frame's FrameFaces (-1 where absent)."""
 
     boxes: np.ndarray
     landmarks: np.ndarray
@@ -29,6 +30,7 @@ class SpeakerTrack:
     score: float
     n_tracks: int
     n_multi_face_frames: int
+    dets: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     @property
     def coverage(self) -> float:
@@ -95,10 +97,11 @@ def select_speaker(detections: list[FrameFaces], frame_area: float, min_prob: fl
     landmarks = np.zeros((n, 5, 2), np.float32)
     probs = np.zeros(n, np.float32)
     present = np.zeros(n, bool)
+    chosen = np.full(n, -1, np.int64)
     multi = int(sum(1 for f in detections if int((f.probs >= min_prob).sum()) > 1))
     tracks = build_tracks(detections, min_prob, iou_threshold, max_gap)
     if not tracks:
-        return SpeakerTrack(boxes, landmarks, probs, present, 0.0, 0, multi)
+        return SpeakerTrack(boxes, landmarks, probs, present, 0.0, 0, multi, chosen)
     scores = [track_score(tr, detections, frame_area) for tr in tracks]
     best = tracks[int(np.argmax(scores))]
     for t, d in zip(best.frames, best.dets):
@@ -106,4 +109,5 @@ def select_speaker(detections: list[FrameFaces], frame_area: float, min_prob: fl
         landmarks[t] = detections[t].landmarks[d]
         probs[t] = detections[t].probs[d]
         present[t] = True
-    return SpeakerTrack(boxes, landmarks, probs, present, float(max(scores)), len(tracks), multi)
+        chosen[t] = d
+    return SpeakerTrack(boxes, landmarks, probs, present, float(max(scores)), len(tracks), multi, chosen)
