@@ -2,7 +2,8 @@
 
 One process-wide clock: the runner times each extractor's `extract` and the preparation of each file; the frame and
 audio readers time their decoding (which happens inside an extractor, so decode seconds are also part of that
-extractor's), and an extractor riding on another's pass (fer on face's) times its own work there (also part of the
+extractor's; a short stream read again at the same rate by the next extractor is served from memory, see
+`decoded_audio`), and an extractor riding on another's pass (fer on face's) times its own work there (also part of the
 host's seconds). Read-ahead threads add their own decode seconds, so stages can sum to more than the wall time.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import OrderedDict
 from contextlib import contextmanager
 from typing import Iterable, Iterator, TypeVar
 
@@ -63,9 +65,63 @@ def timed_iter(stage: str, items: Iterable[T]) -> Iterator[T]:
             close()
 
 
+# Decoded audio kept for the next extractor that reads the same file at the same rate (acoustic and transcript
+# both read 16 kHz): whole streams of at most AUDIO_MEMO_ENTRY_BYTES (16 kHz mono float32: about 8.7 minutes), the
+# most recent first, AUDIO_MEMO_BYTES in all; longer streams are decoded again by each, so memory stays flat.
+AUDIO_MEMO_BYTES = 128 << 20
+AUDIO_MEMO_ENTRY_BYTES = 32 << 20
+_audio_memo: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
+
+
+def _audio_key(path: str | os.PathLike, sample_rate: int) -> tuple | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None                 # iter_audio reports it
+    return (os.path.realpath(path), st.st_size, st.st_mtime_ns, st.st_ino, sample_rate)
+
+
+def _replay(audio: np.ndarray, chunk: int) -> Iterator[np.ndarray]:
+    for start in range(0, len(audio), chunk):
+        yield audio[start: start + chunk].copy()      # the caller may change its chunk in place
+
+
+def _remember(key: tuple, chunks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    """`chunks`, kept whole in the memo once they all went through (a stream over the entry size is not kept)."""
+    kept: list[np.ndarray] | None = []
+    size = 0
+    try:
+        for block in chunks:
+            if kept is not None:
+                size += block.nbytes
+                if size <= AUDIO_MEMO_ENTRY_BYTES:
+                    kept.append(block.copy())
+                else:
+                    kept = None
+            yield block
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+    if kept:
+        with _lock:
+            _audio_memo[key] = np.concatenate(kept)
+            while sum(a.nbytes for a in _audio_memo.values()) > AUDIO_MEMO_BYTES:
+                _audio_memo.popitem(last=False)
+
+
 def decoded_audio(path: str | os.PathLike, sample_rate: int, chunk_seconds: float) -> Iterator[np.ndarray]:
-    """`pipeline.media.iter_audio`, its decoding charged to the audio decode stage."""
-    return timed_iter(DECODE_AUDIO, iter_audio(path, sample_rate, chunk_seconds))
+    """`pipeline.media.iter_audio`, its decoding charged to the audio decode stage; a stream decoded at this rate
+    just before (unchanged file, short enough to keep) is served again without decoding, in the same chunks."""
+    key = _audio_key(path, sample_rate)
+    with _lock:
+        audio = _audio_memo.get(key) if key is not None else None
+        if audio is not None:
+            _audio_memo.move_to_end(key)
+    if audio is not None:
+        return _replay(audio, max(1, int(round(chunk_seconds * sample_rate))))
+    chunks = timed_iter(DECODE_AUDIO, iter_audio(path, sample_rate, chunk_seconds))
+    return _remember(key, chunks) if key is not None else chunks
 
 
 def take() -> dict[str, float]:

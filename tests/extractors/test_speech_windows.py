@@ -80,8 +80,10 @@ def test_windowed_recognition_matches_whole_clip_recognition(long_clip: Path) ->
     # words found by both sit at the same place in time (window offsets applied)
     pairs = [(i + k, j + k) for i, j, n in match.get_matching_blocks() for k in range(n)]
     assert len(pairs) >= 0.75 * len(ref)
-    diffs = [abs(tr.words[i].start - whole.words[j].start) for i, j in pairs]
-    assert np.median(diffs) < 0.1 and max(diffs) < 0.6
+    # Whisper's word times wobble by a few hundred ms with the audio around a word (and with the CPU's int8 kernels:
+    # on an AMD EPYC one word moved 0.85 s, on the Xeon none over 0.6 s); a wrong window offset moves words by seconds
+    diffs = np.array([abs(tr.words[i].start - whole.words[j].start) for i, j in pairs])
+    assert np.median(diffs) < 0.1 and np.mean(diffs < 0.5) >= 0.9 and diffs.max() < 1.5, diffs.round(2)
 
 
 def test_clip_shorter_than_a_window_is_recognised_as_before() -> None:
