@@ -38,6 +38,7 @@ from machine import machine_info  # noqa: E402
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
     "no-pipeline": {"extraction": {"pipeline": False}},
+    "decode-twice": {"extraction": {"decode_once": False}},     # fer decodes the frames again (as before #25)
     "per-item": {"extraction": {"pipeline": False, "batch_size": 1}},
 }
 

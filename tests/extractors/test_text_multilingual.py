@@ -16,6 +16,14 @@ from pipeline.cache import hash_file
 from pipeline.media import MediaConfig, probe
 
 SPANISH = "Me gusta mucho esta película, los actores son maravillosos."
+SPANISH_WORDS = {"me", "gusta", "mucho", "esta", "película", "los", "actores", "son", "maravillosos"}
+
+
+def _recognised_spanish(words: list[str]) -> bool:
+    """Whisper base heard the synthetic sentence as Spanish: most of its words (int8 kernels differ by CPU: on an
+    AMD EPYC "los actores" came out as "lo saque", on the Xeon it was exact), "gusta" and "mucho" among them."""
+    heard = {w.lower().strip(".,") for w in words}
+    return {"gusta", "mucho"} <= heard and len(SPANISH_WORDS & heard) >= 6
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +46,7 @@ def test_spanish_is_detected_and_recognised(spanish_wav: Path):
     ex = build_extractor("transcript", {"asr_model": "base"}, MediaConfig(), "cpu")
     (f,) = ex.extract([_item(spanish_wav)])
     assert f.meta["source"] == "asr" and f.meta["language"] == "es" and f.meta["language_probability"] > 0.5
-    words = [w.lower().strip(".,") for w in f.meta["words"]]
-    assert {"gusta", "mucho", "actores"} <= set(words)
+    assert _recognised_spanish(f.meta["words"]), f.meta["words"]
     t = f.tensors["word_times"]
     assert torch.all(t[:, 1] >= t[:, 0]) and torch.all(torch.diff(t[:, 0]) >= 0)
 
@@ -67,7 +74,7 @@ def test_default_english_model_hands_other_languages_to_the_multilingual_one(spa
     (f,) = ex.extract([_item(spanish_wav)])
     assert f.meta["language"] == "es" and f.meta["language_probability"] > 0.5
     assert f.meta["language_from"] == "detected (base)" and f.meta["asr_model"] == "base"
-    assert {"gusta", "mucho", "actores"} <= {w.lower().strip(".,") for w in f.meta["words"]}
+    assert _recognised_spanish(f.meta["words"]), f.meta["words"]
     # without a model that covers Spanish: missing, with the reason and the setting to change
     no_multi = build_extractor("transcript", {"multilingual_asr_model": ""}, MediaConfig(), "cpu")
     (res,) = no_multi.extract([_item(spanish_wav)])

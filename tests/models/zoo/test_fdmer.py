@@ -127,7 +127,7 @@ def test_hsic_by_hand_and_on_selected_rows() -> None:
     x = torch.tensor([[1.0], [2.0], [3.0]])
     y = torch.tensor([[1.0], [0.0], [2.0]])
     # one-dimensional inner-product kernels: Tr(U xx^T U yy^T) = (x_c . y_c)^2, x_c = (-1, 0, 1), y_c = (0, -1, 1)
-    assert hsic(x, y).item() == pytest.approx(1.0 / 4)
+    assert hsic(x, y).item() == pytest.approx(1.0 / 4, rel=1e-5)    # float32: 0.24999967 on an AMD EPYC's BLAS
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(9, 5, generator=g), torch.randn(9, 5, generator=g)
     keep = torch.tensor([1, 0, 1, 1, 0, 1, 1, 1, 0.0])
