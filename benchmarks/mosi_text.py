@@ -205,10 +205,11 @@ def recipe_lines(r: dict) -> list[str]:
     if not r.get("recipe"):
         return []
     t = r["train"]
+    seeds = r["seeds"]["seeds"] if r["seeds"] else (t["seeds"] or [t["seed"]])    # run.json is the kept seed's
     lines = ["", f"{r['run']}: {r['model']} with recipe {r['recipe']} as run: {t['optimizer']} lr {t['lr']:g}, "
              f"schedule {t['schedule']} (warm-up {t['warmup']:g}), batch {t['batch_size']}, {t['epochs']} epochs, "
              f"best epoch by validation {t['monitor']}, {r['task']['loss']} task loss, seeds "
-             f"{', '.join(map(str, t['seeds'] or [t['seed']]))}; wall {r['wall_s'] / 60:.1f} min."]
+             f"{', '.join(map(str, seeds))}; wall {r['wall_s'] / 60:.1f} min."]
     if r["seeds"]:
         sv = r["seeds"]["valid"]
 

@@ -229,7 +229,7 @@ def test_host_devices_give_one_slot_per_gpu():
         host_devices("cuda", gpu_count=0)
     with pytest.raises(ConfigError, match="has 2 CUDA device"):
         host_devices("cuda:3", gpu_count=2)
-    import torch   # the host's own count when none is given (what the flows use)
+    import torch  # the host's own count when none is given (what the flows use)
 
     assert host_devices("auto") == ([f"cuda:{i}" for i in range(torch.cuda.device_count())] or ["cpu"])
     with pytest.raises(ConfigError, match="auto, cpu or cuda"):
