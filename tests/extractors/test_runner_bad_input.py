@@ -96,6 +96,25 @@ def test_cli_exit_codes_and_summary(bad_batch: Path, tmp_path: Path, capsys: pyt
     assert main(["cache", "verify", str(tmp_path / "c")]) == 0
 
 
+def _unprivileged(cmd: list[str], tmp_path: Path) -> list[str]:
+    """`cmd` run as nobody (root ignores permission bits), with `tmp_path` open to it; skips where nobody could
+    not run SentiFlow at all (no setpriv, or the checkout or its Python in a folder closed to other users, as a
+    clone made in `mktemp -d` is: mode 700)."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("needs setpriv to drop root privileges")
+    for top in (ROOT, Path(sys.prefix)):
+        for folder in [top, *top.parents]:
+            mode = os.stat(folder).st_mode
+            if mode & 0o005 != 0o005:
+                pytest.skip(f"{folder} is closed to other users (mode {oct(mode & 0o777)}): an unprivileged user "
+                            "cannot import SentiFlow from this checkout")
+    for parent in [tmp_path, *tmp_path.parents]:
+        if parent != Path("/"):
+            os.chmod(parent, os.stat(parent).st_mode | 0o005)
+    return [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
+
+
 @pytest.mark.skipif(os.geteuid() != 0 and sys.platform != "linux", reason="needs Linux")
 def test_read_only_cache_dir_is_reported(bad_batch: Path, tmp_path: Path) -> None:
     cache_dir = tmp_path / "ro_cache"
@@ -107,13 +126,8 @@ def test_read_only_cache_dir_is_reported(bad_batch: Path, tmp_path: Path) -> Non
            "--no-progress", "--only", "logmel"]
     if os.geteuid() == 0:
         # root ignores permission bits: run as an unprivileged user, as a real user would be
-        setpriv = shutil.which("setpriv")
-        if setpriv is None:
-            pytest.skip("needs setpriv to drop root privileges")
-        for parent in [tmp_path, *tmp_path.parents]:
-            os.chmod(parent, os.stat(parent).st_mode | 0o005) if parent != Path("/") else None
         os.chmod(bad_batch, 0o755)
-        cmd = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
+        cmd = _unprivileged(cmd, tmp_path)
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT,
                           env={**os.environ, "HOME": str(tmp_path)})
     assert proc.returncode == 2, proc.stderr
@@ -126,13 +140,7 @@ def _cli(args: list[str], tmp_path: Path, user: bool = False) -> subprocess.Comp
     `user` when the tests run as root, since root ignores permission bits)."""
     cmd = [sys.executable, "-m", "flows.cli", *args]
     if user and os.geteuid() == 0:
-        setpriv = shutil.which("setpriv")
-        if setpriv is None:
-            pytest.skip("needs setpriv to drop root privileges")
-        for parent in [tmp_path, *tmp_path.parents]:
-            if parent != Path("/"):
-                os.chmod(parent, os.stat(parent).st_mode | 0o005)
-        cmd = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
+        cmd = _unprivileged(cmd, tmp_path)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(tmp_path), "LC_ALL": "C.UTF-8",
            "PYTHONIOENCODING": "utf-8:strict"}
     return subprocess.run(cmd, capture_output=True, cwd=ROOT, env=env)
