@@ -22,10 +22,17 @@ class ExtractionConfig(ConfigBase):
     timeout_seconds: float = 120.0        # per video: fixed allowance ...
     timeout_per_media_second: float = 4.0  # ... plus this many seconds per second of media
     max_memory_gib: float = 12.0          # the child is stopped above this resident memory
-    # glibc only (a no-op elsewhere, see pipeline/heap.py): allocations of at least this many bytes use mmap, so
-    # per-frame buffers cannot fragment the heap and memory stays flat in video length (face stage: +184 MiB
-    # peak for 2x length by default, +18 MiB with 131072); None keeps glibc's dynamic threshold
+    # glibc only (a no-op elsewhere, see pipeline/system.py): while an extractor of `malloc_mmap_modalities` runs,
+    # allocations of at least this many bytes use mmap, so per-frame buffers cannot fragment the heap and memory
+    # stays flat in video length (face stage: +184 MiB peak for 2x length by default, +18 MiB with 131072). The
+    # other extractors run with the threshold fixed at `malloc_mmap_threshold_others` (default glibc's ceiling,
+    # 32 MiB, where its dynamic threshold ends): a 128 KiB threshold maps and unmaps every tensor above it, which
+    # took speech recognition from 52 to 110 s over sample_videos/ + ../shared/clips/ (2-core AMD EPYC); the cost
+    # is a larger heap (benchmarks/reports/memory_vs_length_cpu.md: peak 1,176 -> 1,583 MiB at 12 minutes, still
+    # flat in length). None keeps glibc's dynamic threshold for every extractor.
     malloc_mmap_threshold: int | None = 131072
+    malloc_mmap_modalities: list[str] = field(default_factory=lambda: ["visual"])
+    malloc_mmap_threshold_others: int = 33554432
     trim_heap_after_extractor: bool = True   # malloc_trim(0) after each extractor's batch (glibc only)
     # extractors/pipelined.py: probe and hash files in a background thread ahead of compute, and cut batches from
     # runs of `bucket_batches` x batch_size files sorted by length; False = batches in input order, probed in turn

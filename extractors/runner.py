@@ -34,15 +34,35 @@ CLAIM_POLL_SECONDS = 0.2   # how often a process re-checks an entry another proc
 def apply_heap_settings(config: ExtractionConfig) -> bool:
     """Fix glibc's mmap threshold to `config.malloc_mmap_threshold` in this process; True if it took effect.
 
-    False when the setting is None or the C library is not glibc (detected in pipeline/heap.py); see there and
-    `ExtractionConfig.malloc_mmap_threshold` for why (heap fragmentation grows memory with video length).
+    False when the setting is None or the C library is not glibc (detected in pipeline/system.py); see there and
+    `ExtractionConfig.malloc_mmap_threshold` for why (heap fragmentation grows memory with video length). Each
+    extractor's batch then runs under `mmap_threshold_for` its modality.
     """
+    unknown = sorted(set(config.malloc_mmap_modalities) - set(MODALITIES))
+    if unknown:
+        raise ConfigError(f"extraction.malloc_mmap_modalities: {', '.join(map(repr, unknown))} not one of "
+                          f"{', '.join(MODALITIES)}")
     n = config.malloc_mmap_threshold
     if n is None:
         return False
     if not 0 < n <= MAX_MMAP_THRESHOLD:
         raise ConfigError(f"extraction.malloc_mmap_threshold must be null or 1..{MAX_MMAP_THRESHOLD} bytes, got {n}")
+    if not 0 < config.malloc_mmap_threshold_others <= MAX_MMAP_THRESHOLD:
+        raise ConfigError(f"extraction.malloc_mmap_threshold_others must be 1..{MAX_MMAP_THRESHOLD} bytes, got "
+                          f"{config.malloc_mmap_threshold_others}")
     return set_mmap_threshold(n)
+
+
+MODALITIES = ("audio", "text", "visual", "multimodal")   # the values of Extractor.modality
+
+
+def mmap_threshold_for(config: ExtractionConfig, modality: str) -> int | None:
+    """The glibc mmap threshold an extractor of `modality` runs under (None: glibc's dynamic threshold)."""
+    if config.malloc_mmap_threshold is None:
+        return None
+    if modality in config.malloc_mmap_modalities:
+        return config.malloc_mmap_threshold
+    return config.malloc_mmap_threshold_others
 
 
 class ExtractionRunner:
@@ -52,6 +72,7 @@ class ExtractionRunner:
                  only: Sequence[str] | None = None) -> None:
         self.config = config
         self.heap_tuned = apply_heap_settings(config.extraction)
+        self.heap_threshold = config.extraction.malloc_mmap_threshold if self.heap_tuned else None
         self.cache = cache
         if not config.extraction.claim_lease_seconds > 0:
             raise ConfigError("extraction.claim_lease_seconds must be > 0 (seconds a claim lasts unless renewed), "
@@ -251,6 +272,8 @@ class ExtractionRunner:
             for item, out, _ in todo:
                 self._attach_upstream(extractor, item, out)
                 self._ask_riders(extractor, item, out)
+            if todo:
+                self._tune_heap_for(extractor)
             try:
                 if todo:
                     with stages.timed(extractor.name):
@@ -281,6 +304,13 @@ class ExtractionRunner:
                 self.cache.log_failure({"path": out.path, "media_hash": out.media_hash, "extractor": None,
                                         "reason": out.reason})
         return [out for _, out in prepared]
+
+    def _tune_heap_for(self, extractor: Extractor) -> None:
+        """Switch glibc's mmap threshold to the one `extractor`'s modality runs under (when the heap is tuned)."""
+        n = mmap_threshold_for(self.config.extraction, extractor.modality) if self.heap_tuned else None
+        if n is not None and n != self.heap_threshold:
+            set_mmap_threshold(n)
+            self.heap_threshold = n
 
     def _served(self, key: str) -> CacheEntry | None:
         """The committed entry for `key` if it is sound; a corrupt one is removed (and so recomputed)."""

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from extractors.config import ExtractionConfig, SentiFlowConfig
-from extractors.runner import ExtractionRunner
+from extractors.runner import ExtractionRunner, mmap_threshold_for
 from pipeline.cache import FeatureCache
 from pipeline.config import ConfigError
-from pipeline.system import heap_tunable, set_mmap_threshold, trim_heap
-from tests.helpers.paths import ROOT
+from pipeline.system import MAX_MMAP_THRESHOLD, heap_tunable, set_mmap_threshold, trim_heap
+from tests.helpers.paths import ROOT, SAMPLES
 
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 GLIBC_VERSION = tuple(int(x) for x in platform.libc_ver()[1].split(".")[:2] if x.isdigit()) if GLIBC else ()
@@ -86,3 +86,43 @@ def test_setting_round_trips_through_yaml(tmp_path: Path) -> None:
 def test_threshold_out_of_range_is_refused() -> None:
     with pytest.raises(ValueError, match="mmap threshold must be in 1..33554432 bytes, got 0"):
         set_mmap_threshold(0)
+
+
+# ---- issue 25: the small threshold only while frame-decoding extractors run (it doubled speech recognition's time)
+def test_threshold_per_modality() -> None:
+    cfg = ExtractionConfig()
+    assert mmap_threshold_for(cfg, "visual") == 131072
+    assert mmap_threshold_for(cfg, "audio") == mmap_threshold_for(cfg, "text") == MAX_MMAP_THRESHOLD
+    cfg.malloc_mmap_modalities = ["visual", "audio"]
+    assert mmap_threshold_for(cfg, "audio") == 131072
+    cfg.malloc_mmap_threshold_others = 4 * 2**20
+    assert mmap_threshold_for(cfg, "text") == 4 * 2**20
+    cfg.malloc_mmap_threshold = None
+    assert mmap_threshold_for(cfg, "visual") is None
+
+
+@needs_glibc
+def test_runner_switches_the_threshold_before_each_extractor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import extractors.runner as runner_module
+
+    applied: list[int] = []
+    monkeypatch.setattr(runner_module, "set_mmap_threshold", lambda n: applied.append(n) or True)
+    cfg = SentiFlowConfig(extraction=ExtractionConfig(extractors=["logmel", "face"], isolate=False))
+    runner = ExtractionRunner(cfg, FeatureCache(tmp_path))
+    assert applied == [131072]                      # the configured value first (dynamic raising off from the start)
+    (out,) = runner.run([SAMPLES / "astro_front" / "01.mp4"], progress=False).items
+    assert out.extractors == {"logmel": "done", "face": "done"}
+    assert applied == [131072, MAX_MMAP_THRESHOLD, 131072]   # logmel at glibc's ceiling, face at the fixed value
+    assert runner.heap_threshold == 131072
+    runner.run([SAMPLES / "astro_front" / "01.mp4"], progress=False)  # all cached: nothing computed, nothing switched
+    assert applied == [131072, MAX_MMAP_THRESHOLD, 131072]
+
+
+def test_unknown_modality_is_refused(tmp_path: Path) -> None:
+    cfg = SentiFlowConfig(extraction=ExtractionConfig(extractors=["logmel"], isolate=False,
+                                                      malloc_mmap_modalities=["video"]))
+    with pytest.raises(ConfigError, match="extraction.malloc_mmap_modalities: 'video' not one of audio, text"):
+        ExtractionRunner(cfg, FeatureCache(tmp_path))
+    cfg.extraction.malloc_mmap_modalities, cfg.extraction.malloc_mmap_threshold_others = ["visual"], 0
+    with pytest.raises(ConfigError, match="extraction.malloc_mmap_threshold_others must be 1..33554432 bytes, got 0"):
+        ExtractionRunner(cfg, FeatureCache(tmp_path))

@@ -108,4 +108,4 @@ def test_extractor_stores_windowed_words_with_times(long_clip: Path) -> None:
     wt = f.tensors["word_times"].numpy()
     assert wt.shape == (10, 2) and np.all(np.diff(wt[:, 0]) >= 0)
     assert f.meta["audio_seconds"] == pytest.approx(probe(long_clip).duration, abs=0.6)
-    assert ex.version == "3"
+    assert ex.version == "4"
