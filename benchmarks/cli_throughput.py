@@ -14,6 +14,10 @@ model. Variants, in the same run and on the same inputs:
 * `per-item`: one clip per batch, no pipelining (what a per-item loop over the same extractors does).
 
 The wall time is measured around the process (start-up included); x real time = seconds of media / wall seconds.
+Before the timed runs one untimed run on the first file reads the models into the page cache (without it the first
+variant measured paid 4-7 s more than the same variant run later, 2-core AMD EPYC); `--rounds N` runs every variant
+N times, each round in a rotated order, and reports each variant's median wall and in-run seconds (the stage
+table shows the run nearest the median).
 Each run's per-stage seconds come from its `--summary-json` (`stages`). The machine and its load average at the
 start and end of every run are written beside the figures.
 """
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -87,6 +92,18 @@ def default_inputs() -> list[str]:
     return [str(p) for p in found if p.is_dir()]
 
 
+def first_media(inputs: list[str]) -> str:
+    """The first media file of the inputs (a file, or the first one found in a folder)."""
+    for raw in inputs:
+        p = Path(raw)
+        if p.is_file():
+            return raw
+        for f in sorted(p.rglob("*")):
+            if f.suffix.lower() in (".mp4", ".mkv", ".mov", ".avi", ".webm", ".wav"):
+                return str(f)
+    raise SystemExit(f"no media file in {inputs}")
+
+
 def write_report(path: Path, results: list[dict[str, Any]], args: argparse.Namespace) -> None:
     """Markdown report (and JSON beside it)."""
     info = machine_info()
@@ -98,13 +115,17 @@ def write_report(path: Path, results: list[dict[str, Any]], args: argparse.Names
         f"Inputs: {', '.join(args.inputs)}: {results[0]['files']} files, {results[0]['media_s']:.1f} s of media. "
         f"Load average (1/5/15 min) at the start / end of each run below; the machine has {os.cpu_count()} cores, "
         "so a load above that means other jobs shared them.", "",
-        "| run | settings | wall s | x real time | in-run s | done | failed | load start | load end |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"Rounds: {args.rounds} (each variant's median wall and in-run seconds below, the stage table from its run "
+        "nearest the median; every run's wall seconds in the last column), "
+        f"after {'no warm-up' if args.no_warm_up else 'an untimed warm-up run on the first file'}.", "",
+        "| run | settings | wall s | x real time | in-run s | done | failed | load start | load end | all runs s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(f"| {r['variant']} | `{json.dumps(r['settings']) if r['settings'] else 'defaults'}` | "
                      f"{r['wall_s']:.1f} | {r['media_s'] / r['wall_s']:.2f} | {r['run_s']:.1f} | {r['done']} | "
-                     f"{r['failed']} | {r['load_start']} | {r['load_end']} |")
+                     f"{r['failed']} | {r['load_start']} | {r['load_end']} | "
+                     f"{', '.join(f'{w:.1f}' for w in r.get('all_wall_s', [r['wall_s']]))} |")
     if "default" in by and "per-item" in by:
         lines += ["", f"**Default over the per-item baseline in this run: "
                       f"{by['per-item']['wall_s'] / by['default']['wall_s']:.2f}x** (wall time ratio)."]
@@ -134,17 +155,36 @@ def main() -> int:
     ap.add_argument("--device", default="auto", help="auto (the default users get) | cpu | cuda")
     ap.add_argument("--only", nargs="+", help="extractors (default: all the default extractors)")
     ap.add_argument("--report", help="write a Markdown report here (and .json beside it)")
+    ap.add_argument("--rounds", type=int, default=1, help="runs of every variant (rotated order; median reported)")
+    ap.add_argument("--no-warm-up", action="store_true", help="skip the untimed page-cache run on the first file")
     args = ap.parse_args()
     if not args.inputs:
         raise SystemExit("no inputs: give --inputs (sample_videos/ or ../shared/clips/ not found)")
+    if args.rounds < 1:
+        raise SystemExit("--rounds must be >= 1")
     extra = ["--only", *args.only] if args.only else []
-    results = []
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in args.variants}
     with tempfile.TemporaryDirectory(prefix="sentiflow-cli-bench-") as tmp:
-        for name in args.variants:
-            r = run_cli(args.inputs, VARIANTS[name], Path(tmp), name, args.device, extra)
-            print(f"{name}: {r['wall_s']:.1f} s wall, {r['media_s'] / r['wall_s']:.2f}x real time, "
-                  f"{r['done']} done, {r['failed']} failed (load {r['load_start']} -> {r['load_end']})", flush=True)
-            results.append(r)
+        if not args.no_warm_up:
+            first = first_media(args.inputs)
+            run_cli([first], {}, Path(tmp), "warm-up", args.device, extra)
+            print(f"warm-up on {first} done", flush=True)
+        for rnd in range(args.rounds):
+            shift = rnd % len(args.variants)
+            for name in args.variants[shift:] + args.variants[:shift]:
+                r = run_cli(args.inputs, VARIANTS[name], Path(tmp), f"{name}-{rnd}", args.device, extra)
+                r["variant"] = name
+                print(f"{name} (round {rnd + 1}): {r['wall_s']:.1f} s wall, {r['media_s'] / r['wall_s']:.2f}x real "
+                      f"time, {r['done']} done, {r['failed']} failed (load {r['load_start']} -> {r['load_end']})",
+                      flush=True)
+                runs[name].append(r)
+    results = []
+    for name in args.variants:
+        walls = [r["wall_s"] for r in runs[name]]
+        mid = statistics.median(walls)
+        nearest = dict(min(runs[name], key=lambda r: abs(r["wall_s"] - mid)))   # its stages and states are shown
+        nearest.update(wall_s=mid, run_s=statistics.median(r["run_s"] for r in runs[name]), all_wall_s=walls)
+        results.append(nearest)
     if args.report:
         write_report(Path(args.report), results, args)
         print(f"report: {args.report}")
