@@ -154,9 +154,6 @@ def cuda_runtime_works(model: Any) -> bool:
         return False
 
 
-LANGUAGE_ID_MIN_SECONDS = 5.0   # language identification reads at least this much (speech, then silence)
-
-
 class SpeechRecognizer:
     """faster-whisper with word timestamps and a voice-activity filter; loads the model on first use."""
 
@@ -221,11 +218,12 @@ class SpeechRecognizer:
                              language_probability=float(info.language_probability), segments=segs,
                              model=self.model_name)
 
-    def detect_language(self, audio: np.ndarray, full_window: bool = False) -> tuple[str, float]:
+    def detect_language(self, audio: np.ndarray, full_window: bool = False,
+                        min_seconds: float = 5.0) -> tuple[str, float]:
         """Most likely spoken language and its probability, from the speech of the first 30 s; an English-only
         model cannot tell and answers ("en", 1.0).
 
-        By default the encoder reads the speech frames alone (at least LANGUAGE_ID_MIN_SECONDS): on the 20 clips
+        By default the encoder reads the speech frames alone (at least `min_seconds`, padded): on the 20 clips
         of ../shared/clips/ plus espeak-ng Spanish, French and German this gave the same language as Whisper's
         padded 30 s window on all but one clip (English heard as Welsh 0.49 -> English 0.65), as or more confident,
         in a ninth of the time (12.5 -> 1.4 s, 2-core AMD EPYC). `full_window` pads to 30 s (faster-whisper's
@@ -245,8 +243,7 @@ class SpeechRecognizer:
             if spans:
                 audio = np.concatenate(collect_chunks(audio, spans)[0])
         features = fe(audio[: fe.n_samples])[:, : fe.nb_max_frames]
-        frames = min(fe.nb_max_frames, max(features.shape[-1], int(LANGUAGE_ID_MIN_SECONDS * fe.nb_max_frames
-                                                                   / fe.chunk_length)))
+        frames = min(fe.nb_max_frames, max(features.shape[-1], int(min_seconds * fe.nb_max_frames / fe.chunk_length)))
         window = np.zeros((features.shape[0], frames), dtype=np.float32)
         window[:, : features.shape[-1]] = features
         token, prob = model.model.detect_language(model.encode(window))[0][0]

@@ -89,6 +89,7 @@ class TranscriptConfig(ConfigBase):
     # 27 s repetition loop), the 13 others as English with 0.86-1.00; espeak-ng Spanish, French and German 0.92-0.98
     min_language_probability: float = 0.8
     language_id_full_window: bool = False  # identify from Whisper's padded 30 s window (9x slower on short clips)
+    language_id_min_seconds: float = 5.0   # else from the speech frames alone, padded to at least this long
     multilingual_asr_model: str = PACKAGED_BASE  # recognises languages asr_model does not cover ("" = none)
     max_compression_ratio: float = 2.4     # Whisper's thresholds: above = a repetition loop ...
     min_avg_logprob: float = -1.0          # ... below = low confidence ...
@@ -118,6 +119,9 @@ class TranscriptExtractor(Extractor):
             raise ConfigError("extraction.options.transcript: need 0 < asr_cut_frame_seconds <= "
                               "asr_cut_search_seconds < asr_window_seconds, got "
                               f"{c.asr_cut_frame_seconds}, {c.asr_cut_search_seconds}, {c.asr_window_seconds}")
+        if not 0 < c.language_id_min_seconds <= 30:
+            raise ConfigError("extraction.options.transcript.language_id_min_seconds must be in (0, 30] (Whisper's "
+                              f"window), got {c.language_id_min_seconds}")
         self._asr: SpeechRecognizer | None = None
         self._recognisers: dict[str, SpeechRecognizer] = {}
         self._ps: PocketsphinxAligner | None = None
@@ -171,7 +175,7 @@ class TranscriptExtractor(Extractor):
         c: TranscriptConfig = self.config
         try:
             if self.asr.multilingual:
-                lang, prob = self.asr.detect_language(audio, c.language_id_full_window)
+                lang, prob = self.asr.detect_language(audio, c.language_id_full_window, c.language_id_min_seconds)
                 return lang, prob, f"detected ({c.asr_model})"
         except ModelUnavailable:
             pass
@@ -179,7 +183,7 @@ class TranscriptExtractor(Extractor):
             return "en", 0.0, f"assumed: no language identification ({LANGUAGE_ID_KEY} is empty)"
         try:
             lang, prob = self.recogniser(c.language_id_model, LANGUAGE_ID_KEY).detect_language(
-                audio, c.language_id_full_window)
+                audio, c.language_id_full_window, c.language_id_min_seconds)
         except ModelUnavailable as exc:
             return "en", 0.0, f"assumed: language identification unavailable ({exc})"
         return lang, prob, f"detected ({c.language_id_model})"
@@ -275,7 +279,7 @@ class TranscriptExtractor(Extractor):
         if audio is not None and c.aligner != "pocketsphinx":
             try:
                 if self.asr.multilingual:
-                    lang, _ = self.asr.detect_language(audio, c.language_id_full_window)
+                    lang, _ = self.asr.detect_language(audio, c.language_id_full_window, c.language_id_min_seconds)
                     return lang, "detected"
             except ModelUnavailable:
                 pass

@@ -14,6 +14,7 @@ from extractors.base import FeatureUnavailable, MediaItem
 from extractors.registry import build_extractor
 from extractors.text.speech_recognition import SpeechRecognizer
 from pipeline.cache import hash_file
+from pipeline.config import ConfigError
 from pipeline.media import MediaConfig, probe, read_audio
 from tests.helpers.paths import shared_clips_or_skip
 
@@ -141,3 +142,5 @@ def test_speech_frames_hear_real_english_clips_as_english(spanish_wav: Path):
     # silence gives an answer, not an error (no speech for the voice filter: the frames are read as they are)
     lang, prob = rec.detect_language(np.zeros(16000, dtype=np.float32))
     assert isinstance(lang, str) and 0.0 <= prob <= 1.0
+    with pytest.raises(ConfigError, match=r"language_id_min_seconds must be in \(0, 30\]"):
+        build_extractor("transcript", {"language_id_min_seconds": 0}, MediaConfig(), "cpu")
