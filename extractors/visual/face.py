@@ -14,7 +14,13 @@ from extractors.base import ExtractionFailed, Extractor, Features, FeatureUnavai
 from extractors.visual.crops import crop_faces, crop_geometry
 from extractors.visual.detect import FaceDetector, FrameFaces, resize_for_detection
 from extractors.visual.frames import round_robin_chunks
-from extractors.visual.geometry import GEOMETRY_FEATURES, LANDMARK_NAMES, face_geometry
+from extractors.visual.geometry import (
+    GEOMETRY_FEATURES,
+    LANDMARK_NAMES,
+    face_geometry,
+    from_frame_units,
+    to_frame_units,
+)
 from extractors.visual.sequence import masked_sequence_features
 from extractors.visual.track import SpeakerTrack, box_iou, select_speaker
 from pipeline.config import ConfigBase, ConfigError
@@ -300,13 +306,12 @@ class FaceExtractor(Extractor):
                 where.extend((k, int(d)) for d in dets)
         if not where:
             return
-        boxes = np.stack([faces[k].boxes[d] for k, d in where]).astype(np.float32)
-        landmarks = np.stack([faces[k].landmarks[d] for k, d in where]).astype(np.float32)
+        boxes = np.stack([faces[k].boxes[d] for k, d in where])
+        landmarks = np.stack([faces[k].landmarks[d] for k, d in where])
         # the geometry as cached (fractions of the frame, float32) and read back, so a rider computing from the
         # cache instead sees the same numbers
         size = np.array([states[pending[k].video].frame_size for k, _ in where], np.float32)   # (K,2) w,h
-        boxes = (boxes / np.tile(size, 2)) * np.tile(size, 2)
-        landmarks = (landmarks / size[:, None]) * size[:, None]
+        boxes, landmarks = from_frame_units(*to_frame_units(boxes, landmarks, size), size)
         with stages.timed(rider.name):         # also inside face's seconds, as its decoding is
             rows = rider.per_face(frames, np.asarray(frame_of), boxes, landmarks)
         for (k, d), row in zip(where, rows):
@@ -368,9 +373,9 @@ class FaceExtractor(Extractor):
         times = torch.from_numpy(np.concatenate(state.times))
         present = torch.from_numpy(track.present.astype(np.float32))
         tensors = masked_sequence_features(torch.from_numpy(geometry), times, present, c.seq_len, c.fit)
-        scale = np.array([w, h, w, h], np.float32)
-        tensors["boxes"] = torch.from_numpy(track.boxes / scale)                       # (T,4) in [0,1] frame units
-        tensors["landmarks"] = torch.from_numpy(track.landmarks / np.array([w, h], np.float32))   # (T,5,2)
+        boxes, landmarks = to_frame_units(track.boxes, track.landmarks, (w, h))
+        tensors["boxes"] = torch.from_numpy(boxes)                  # (T,4) in [0,1] frame units
+        tensors["landmarks"] = torch.from_numpy(landmarks)          # (T,5,2)
         tensors["probs"] = torch.from_numpy(track.probs)
         n_faces = np.array([int((f.probs >= c.min_prob).sum()) for f in state.detections], np.int64)
         tensors["faces_per_frame"] = torch.from_numpy(n_faces)
@@ -402,8 +407,8 @@ class FaceExtractor(Extractor):
             w, h = states[k].frame_size
             sl = slice(offsets[k], offsets[k] + len(frames))
             offsets[k] += len(frames)
-            boxes = feats.tensors["boxes"][sl].numpy() * np.array([w, h, w, h], np.float32)
-            lms = feats.tensors["landmarks"][sl].numpy() * np.array([w, h], np.float32)
+            boxes, lms = from_frame_units(feats.tensors["boxes"][sl].numpy(), feats.tensors["landmarks"][sl].numpy(),
+                                          (w, h))
             present = feats.tensors["face_present"][sl].numpy() > 0
             out = torch.zeros((len(frames), c.crop_size, c.crop_size, 3), dtype=torch.uint8)
             if present.any():

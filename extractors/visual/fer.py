@@ -26,6 +26,7 @@ from extractors.visual.fer_net import (
     load_mini_xception,
 )
 from extractors.visual.frames import round_robin_chunks
+from extractors.visual.geometry import from_frame_units
 from extractors.visual.sequence import masked_sequence_features
 from pipeline.cache import STATUS_MISSING
 from pipeline.config import ConfigBase, ConfigError
@@ -172,8 +173,8 @@ class FerExtractor(Extractor):
                                               f"the face extractor's {w}x{h}; re-run face with the same media config")
                 continue
             idx = np.nonzero(present)[0]
-            boxes = face["boxes"][start: start + len(frames)].numpy()[idx] * np.array([w, h, w, h], np.float32)
-            lms = face["landmarks"][start: start + len(frames)].numpy()[idx] * np.array([w, h], np.float32)
+            boxes, lms = from_frame_units(face["boxes"][start: start + len(frames)].numpy()[idx],
+                                          face["landmarks"][start: start + len(frames)].numpy()[idx], (w, h))
             centres, sides, angles = crop_geometry(boxes, lms, c.crop_margin, c.align_crops)
             crops = crop_each_face(torch.from_numpy(frames), idx, centres, sides, angles, c.crop_size, self.device)
             pending.append((k, idx + start, crops))

@@ -14,6 +14,28 @@ GEOMETRY_FEATURES: tuple[str, ...] = (
 """Names of the descriptor columns: box in frame units, landmarks in box units, pose proxies, motion per second."""
 
 
+def _frame_divisors(size: np.ndarray | tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """float32 divisors of boxes (w, h, w, h) and landmarks (w, h) for one frame size (2,) or one per row (K,2)."""
+    wh = np.asarray(size, np.float32)
+    return np.tile(wh, 2), (wh if wh.ndim == 1 else wh[:, None])
+
+
+def to_frame_units(boxes: np.ndarray, landmarks: np.ndarray,
+                   size: np.ndarray | tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel boxes (K,4) and landmarks (K,5,2) -> fractions of the frame's width and height, as the face entry
+    stores them (float32)."""
+    box_div, lm_div = _frame_divisors(size)
+    return boxes.astype(np.float32) / box_div, landmarks.astype(np.float32) / lm_div
+
+
+def from_frame_units(boxes: np.ndarray, landmarks: np.ndarray,
+                     size: np.ndarray | tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes and landmarks in frame units (as stored) -> pixels of a frame of `size`, the numbers every reader of
+    the face entry computes from (fer's crops, face's own crops, and fer riding on face's pass)."""
+    box_div, lm_div = _frame_divisors(size)
+    return boxes * box_div, landmarks * lm_div
+
+
 def face_geometry(boxes: np.ndarray, landmarks: np.ndarray, probs: np.ndarray, present: np.ndarray,
                   frame_size: tuple[int, int], fps: float) -> np.ndarray:
     """Descriptors (T, len(GEOMETRY_FEATURES)) for the tracked face; zero rows where no face is present.

@@ -293,3 +293,21 @@ def test_construction_is_cheap() -> None:
     from extractors.visual.fer import FerExtractor
 
     assert FerExtractor()._model is None
+
+
+def test_frame_units_round_trip_is_the_one_every_reader_uses() -> None:
+    from extractors.visual.geometry import from_frame_units, to_frame_units
+
+    boxes = np.array([[10.3, 20.7, 110.1, 140.9], [1.0, 2.0, 33.3, 44.4]], np.float32)
+    lms = np.random.default_rng(0).uniform(0, 100, (2, 5, 2)).astype(np.float32)
+    fb, fl = to_frame_units(boxes, lms, (640, 360))
+    assert fb.dtype == fl.dtype == np.float32 and fb.shape == (2, 4) and fl.shape == (2, 5, 2)
+    np.testing.assert_allclose(fb[0], [10.3 / 640, 20.7 / 360, 110.1 / 640, 140.9 / 360], rtol=1e-6)
+    back_b, back_l = from_frame_units(fb, fl, (640, 360))
+    np.testing.assert_allclose(back_b, boxes, rtol=1e-6)
+    # one size per row (faces of frames of different sizes) gives each row what its own frame size gives
+    sizes = np.array([[640, 360], [1920, 1080]], np.float32)
+    rb, rl = from_frame_units(*to_frame_units(boxes, lms, sizes), sizes)
+    one_b, one_l = from_frame_units(*to_frame_units(boxes[1:], lms[1:], (1920, 1080)), (1920, 1080))
+    assert np.array_equal(rb[1:], one_b) and np.array_equal(rl[1:], one_l)
+    assert np.array_equal(rb[:1], back_b[:1]) and np.array_equal(rl[:1], back_l[:1])
