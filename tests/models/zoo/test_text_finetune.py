@@ -108,14 +108,14 @@ def test_the_recipe_trains_with_separate_encoder_and_head_rates_and_cpu_bf16(tin
     summary = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
     record = json.loads((run / "run.json").read_text(encoding="utf-8"))
     assert summary["amp"] == "torch.bfloat16" and summary["epochs_run"] == 2
-    assert record["train"]["monitor"] == "loss:task" and record["task"]["loss"] == "mse"
+    assert record["train"]["monitor"] == "loss:task" and record["task"]["loss"] == "l1"
     assert all(h["train"]["task"] == h["train"]["task"] for h in summary["history"])     # finite under bf16
     model, _ = load_run(run)
     train = TrainConfig.from_dict(load_recipe("text_finetune", "finetune:mosi")["train"])
     step = model.training_phases()[0].steps[0]
     groups = build_optimizer(step, train, train.lr, parameter_names(model)).param_groups
     rates = {(g["lr"], g["weight_decay"]) for g in groups}
-    assert rates == {(5e-5, 0.0), (5e-5, 0.01), (1e-3, 0.0), (1e-3, 0.01)}
+    assert rates == {(3e-5, 0.0), (3e-5, 0.01), (1e-3, 0.0), (1e-3, 0.01)}
     head = next(g for g in groups if g["lr"] == 1e-3 and g["weight_decay"] == 0.01)
     assert [p.shape for p in head["params"]] == [torch.Size([1, 16])]       # the head's weight alone
 
