@@ -5,6 +5,7 @@ pooling and epoch count, one seed, on the MOSI text cache that `benchmarks/mosi_
     python benchmarks/text_finetune_lr.py --encoder-lr 5e-5 --epochs 6
     python benchmarks/text_finetune_lr.py --encoder-lr 1e-4 --epochs 5
     python benchmarks/text_finetune_lr.py --encoder-lr 3e-5 --epochs 8 --loss l1 --batch-size 16
+    python benchmarks/text_finetune_lr.py --encoder-lr 6e-5 --layer-decay 0.8 --epochs 8 --loss l1 --batch-size 16
 
 Prints the machine and the validation MAE / Corr / Acc-2 of every epoch (from the run's metrics.json history).
 """
@@ -38,6 +39,9 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, required=True)
     ap.add_argument("--loss", default="mse", choices=["mse", "l1", "huber"], help="the task loss (recipe: mse)")
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--layer-decay", type=float, default=1.0,
+                    help="train.layer_decay.factor: layer i of L trains at encoder-lr * D**(L-1-i), embeddings D**L")
+    ap.add_argument("--warmup", type=float, default=0.1, help="share of the steps in the linear warm-up")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
@@ -47,11 +51,13 @@ def main() -> int:
     groups = [{"match": r"^text_encoder\..*(bias|LayerNorm\.weight)$", "lr": lr, "weight_decay": 0.0},
               {"match": r"^text_encoder\.", "lr": lr}, {"match": r"(bias|LayerNorm\.weight)$", "weight_decay": 0.0}]
     options = {"model": {"pooling": args.pooling}, "task": {"loss": args.loss},
-               "train": {"epochs": args.epochs, "seeds": [args.seed], "lr": args.head_lr, "param_groups": groups,
-                         "batch_size": args.batch_size}}
+               "train": {"epochs": args.epochs, "seeds": [args.seed], "lr": args.head_lr,
+                         "param_groups": groups, "layer_decay": {"factor": args.layer_decay},
+                         "batch_size": args.batch_size, "warmup": args.warmup}}
     work = Path(args.work)
-    run = work / "runs" / (f"text_finetune_lr{lr:g}_{args.pooling}_{args.epochs}ep_{args.loss}_b{args.batch_size}"
-                           f"_s{args.seed}")
+    decay = f"_ld{args.layer_decay:g}" if args.layer_decay != 1.0 else ""
+    run = work / "runs" / (f"text_finetune_lr{lr:g}{decay}_{args.pooling}_{args.epochs}ep_{args.loss}"
+                           f"_b{args.batch_size}_w{args.warmup:g}_s{args.seed}")
     train_model(work / "cache", load_mosi(Path(args.data)), "text_finetune", run, device="cpu", modalities=["text"],
                 options=options, recipe="finetune:mosi")
     summary = json.loads((run / "metrics.json").read_text(encoding="utf-8"))

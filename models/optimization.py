@@ -35,6 +35,29 @@ class ParamGroupConfig(ConfigBase):
 
 
 @dataclass
+class LayerDecayConfig(ConfigBase):
+    """Layer-wise learning-rate decay: the top layer keeps its group's rate, each layer below trains at `factor`
+    times the one above it, and the parameters below the first layer (the embeddings) at `factor` times layer 0's."""
+
+    factor: float = 1.0                      # 1: off
+    layers: str = r"\.encoder\.layer\.(\d+)\."   # regex over parameter names; its first group is the layer index
+    below: str = r"\.embeddings\."            # regex of the parameters under the first layer
+
+    def depth_rates(self, names: list[str]) -> dict[str, float]:
+        """Each name's rate multiplier (1 for names neither regex matches)."""
+        if self.factor == 1.0:
+            return {}
+        layer_re, below_re = re.compile(self.layers), re.compile(self.below)
+        index = {n: int(m.group(1)) for n in names if (m := layer_re.search(n))}
+        if not index:
+            return {}
+        top = max(index.values())
+        rates = {n: self.factor ** (top - i) for n, i in index.items()}
+        rates.update({n: self.factor ** (top + 1) for n in names if n not in index and below_re.search(n)})
+        return rates
+
+
+@dataclass
 class StepConfig(ConfigBase):
     """Settings of one named optimisation step (e.g. the discriminator's) that differ from the train section."""
 
@@ -75,6 +98,7 @@ class TrainConfig(ConfigBase):
     plateau_patience: int = 5        # plateau: epochs without improvement of the monitor before lr *= factor
     plateau_factor: float = 0.1
     param_groups: list[ParamGroupConfig] = field(default_factory=list)
+    layer_decay: LayerDecayConfig = field(default_factory=LayerDecayConfig)   # scales the groups' rates by depth
     steps: dict[str, StepConfig] = field(default_factory=dict)      # by OptimStep name
     phases: dict[str, PhaseConfig] = field(default_factory=dict)    # by TrainingPhase name
     grad_clip: float = 1.0           # max gradient norm per step; 0 disables clipping
@@ -113,6 +137,16 @@ class TrainConfig(ConfigBase):
                 re.compile(g.match)
             except re.error as exc:
                 raise ConfigError(f"train.param_groups[{i}].match {g.match!r} is not a regular expression ({exc})")
+        if not 0.0 < self.layer_decay.factor <= 1.0:
+            raise ConfigError(f"train.layer_decay.factor must be in (0, 1] (1: off), got {self.layer_decay.factor}")
+        for key in ("layers", "below"):
+            try:
+                pattern = re.compile(getattr(self.layer_decay, key))
+            except re.error as exc:
+                raise ConfigError(f"train.layer_decay.{key} is not a regular expression ({exc})")
+            if key == "layers" and pattern.groups < 1:
+                raise ConfigError("train.layer_decay.layers needs a group that captures the layer index, "
+                                  r"e.g. '\.encoder\.layer\.(\d+)\.'")
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"train.seeds names a seed twice: {self.seeds}")
 
@@ -167,19 +201,26 @@ def check_phases(phases: list[TrainingPhase], config: TrainConfig, model: str) -
 
 
 def build_optimizer(step: OptimStep, config: TrainConfig, lr: float, named: dict[int, str]) -> torch.optim.Optimizer:
-    """The optimizer of one step: its parameters split into `param_groups` (first matching regex wins)."""
+    """The optimizer of one step: its parameters split into `param_groups` (first matching regex wins), each
+    group's rate scaled by depth where `layer_decay` is on."""
     sc = config.steps.get(step.name, StepConfig())
     base_lr = sc.lr or lr
     base_wd = config.weight_decay if sc.weight_decay is None else sc.weight_decay
-    groups: list[dict[str, Any]] = [{"params": [], "lr": base_lr, "weight_decay": base_wd, "name": "default"}]
-    groups += [{"params": [], "lr": g.lr or base_lr, "weight_decay": base_wd if g.weight_decay is None else
-                g.weight_decay, "name": g.match} for g in config.param_groups]
+    settings = [("default", base_lr, base_wd)] + [(g.match, g.lr or base_lr, base_wd if g.weight_decay is None else
+                                                   g.weight_decay) for g in config.param_groups]
     patterns = [re.compile(g.match) for g in config.param_groups]
+    depth = config.layer_decay.depth_rates([named.get(id(p), "") for p in step.parameters])
+    groups: dict[tuple[int, float], dict[str, Any]] = {}
     for p in step.parameters:
         name = named.get(id(p), "")
         index = next((i + 1 for i, pat in enumerate(patterns) if pat.search(name)), 0)
-        groups[index]["params"].append(p)
-    groups = [g for g in groups if g["params"]]
+        scale = depth.get(name, 1.0)
+        if (index, scale) not in groups:
+            label, group_lr, wd = settings[index]
+            groups[(index, scale)] = {"params": [], "lr": group_lr * scale, "weight_decay": wd,
+                                      "name": label if scale == 1.0 else f"{label} x{scale:.4g}"}
+        groups[(index, scale)]["params"].append(p)
+    groups = [groups[k] for k in sorted(groups)]
     kind = sc.optimizer or config.optimizer
     betas = tuple(sc.betas or config.betas)
     if kind == "sgd":

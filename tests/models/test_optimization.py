@@ -3,6 +3,7 @@ sequential phases with frozen parts, and recipes as data."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import pytest
@@ -93,6 +94,42 @@ def test_param_groups_take_their_learning_rate_by_name():
     assert isinstance(opt, torch.optim.AdamW)
     assert isinstance(build_optimizer(OptimStep("m", list(model.parameters())), TrainConfig(optimizer="adam"), 1.0,
                                       {}), torch.optim.Adam)
+
+
+class _Stack(nn.Module):
+    """A BERT-like parameter layout: embeddings and encoder.layer.0..2."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embeddings = nn.Embedding(5, 2)
+        self.encoder = nn.Module()
+        self.encoder.layer = nn.ModuleList(nn.Linear(2, 2) for _ in range(3))
+
+
+def test_layer_decay_scales_each_groups_rate_by_depth_below_the_top_layer():
+    model = nn.Sequential()
+    model.add_module("text_encoder", _Stack())
+    model.add_module("head", nn.Linear(2, 1))
+    cfg = TrainConfig.from_dict({"lr": 1e-3, "layer_decay": {"factor": 0.5},
+                                "param_groups": [{"match": r"^text_encoder\..*bias$", "lr": 4e-5, "weight_decay": 0.0},
+                                                 {"match": r"^text_encoder\.(embeddings|encoder)", "lr": 4e-5}]})
+    opt = build_optimizer(OptimStep("main", list(model.parameters())), cfg, cfg.lr, parameter_names(model))
+    got = sorted((g["lr"], g["weight_decay"], sum(p.numel() for p in g["params"])) for g in opt.param_groups)
+    assert got == sorted([(4e-5, 0.0, 2), (4e-5, 0.01, 4),          # layer 2 (the top): the group's own rate
+                          (2e-5, 0.0, 2), (2e-5, 0.01, 4),          # layer 1
+                          (1e-5, 0.0, 2), (1e-5, 0.01, 4),          # layer 0
+                          (5e-6, 0.01, 10),                         # embeddings: one step below layer 0
+                          (1e-3, 0.01, 3)])                         # the head: no layer, no decay
+    assert TrainConfig.from_dict({}).layer_decay.depth_rates(list(parameter_names(model).values())) == {}
+
+
+@pytest.mark.parametrize("decay, message", [({"factor": 0.0}, "factor must be in (0, 1]"),
+                                            ({"factor": 1.5}, "factor must be in (0, 1]"),
+                                            ({"layers": r"layer\.\d+"}, "captures the layer index"),
+                                            ({"below": "("}, "layer_decay.below is not a regular expression")])
+def test_bad_layer_decay_is_refused_by_name(decay, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        TrainConfig.from_dict({"layer_decay": decay}).validate()
 
 
 def lrs(schedule: str, warmup: float, epochs: int = 4, per_epoch: int = 5, min_lr: float = 0.0) -> list[float]:
