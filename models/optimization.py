@@ -209,10 +209,10 @@ def build_optimizer(step: OptimStep, config: TrainConfig, lr: float, named: dict
     settings = [("default", base_lr, base_wd)] + [(g.match, g.lr or base_lr, base_wd if g.weight_decay is None else
                                                    g.weight_decay) for g in config.param_groups]
     patterns = [re.compile(g.match) for g in config.param_groups]
-    depth = config.layer_decay.depth_rates([named.get(id(p), "") for p in step.parameters])
+    names = [named.get(id(p), "") for p in step.parameters]
+    depth = config.layer_decay.depth_rates(names)
     groups: dict[tuple[int, float], dict[str, Any]] = {}
-    for p in step.parameters:
-        name = named.get(id(p), "")
+    for p, name in zip(step.parameters, names):
         index = next((i + 1 for i, pat in enumerate(patterns) if pat.search(name)), 0)
         scale = depth.get(name, 1.0)
         if (index, scale) not in groups:

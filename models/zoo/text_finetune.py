@@ -3,8 +3,9 @@
 The text-only row every seed paper with a strong text result reports is a fine-tuned encoder (hybrid-modal
 Table IV, "only T": BERT-base fine-tuned). The recipe (models/recipes/text_finetune.yaml) is data: AdamW with a
 small learning rate for the encoder (smaller layer by layer downwards) and a larger one for the head, linear
-warm-up then decay, an L1 task loss, the best epoch by validation loss. The fine-tuned encoder's weights are part of the run's model.safetensors (scoring rebuilds the
-model and loads them), and `train.init_from` starts another model's text encoder from them.
+warm-up then decay, an L1 task loss, the best epoch by validation loss. The fine-tuned encoder's weights are part
+of the run's model.safetensors (scoring rebuilds the model and loads them), and `train.init_from` starts another
+model's text encoder from them.
 """
 
 from __future__ import annotations
